@@ -1,0 +1,270 @@
+/**
+ * Node configuration from command-line flags and `PHANTOMDB_<FLAG>` environment variables.
+ *
+ * The flags are a published contract (../shared/DESIGN.md, "Contracts"): scripts outside the
+ * project start nodes with them. A flag given on the command line wins over the environment;
+ * both win over the default. Every value is validated here, so the rest of the node can trust
+ * its config; a bad value is a {@link ConfigError} that names the flag.
+ */
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+
+/** A flag value that cannot be used; `flag` is the flag's name without dashes. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(
+    readonly flag: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** One member of the cluster as named on the command line. */
+export interface PeerSpec {
+  readonly id: string;
+  readonly url: string;
+}
+
+/** Everything a node needs to start, validated. */
+export interface NodeConfig {
+  readonly id: string;
+  readonly listenHost: string;
+  readonly listenPort: number;
+  /** Every member, this node included. */
+  readonly peers: readonly PeerSpec[];
+  readonly dataDir: string;
+  /** Wait to be added through POST /v1/members instead of forming a cluster. */
+  readonly join: boolean;
+  /** Length of one Raft tick. */
+  readonly tickMs: number;
+  /** Take a state-machine snapshot every this many applied entries. */
+  readonly snapshotEntries: number;
+  readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+}
+
+interface FlagSpec {
+  readonly name: string;
+  readonly type: 'string' | 'boolean';
+  readonly placeholder?: string;
+  readonly help: string;
+}
+
+/** The flags, in the order `--help` lists them. */
+const flagSpecs: readonly FlagSpec[] = [
+  { name: 'id', type: 'string', placeholder: 'ID', help: "this node's id (default n1)" },
+  {
+    name: 'listen',
+    type: 'string',
+    placeholder: 'HOST:PORT',
+    help: 'address for the client API and peer RPCs (default 127.0.0.1:7001)',
+  },
+  {
+    name: 'peers',
+    type: 'string',
+    placeholder: 'ID=URL,...',
+    help: 'every member, this node included (default: this node alone, a one-node cluster)',
+  },
+  {
+    name: 'data-dir',
+    type: 'string',
+    placeholder: 'DIR',
+    help: 'where the log and snapshots live (default ./data/<id>)',
+  },
+  {
+    name: 'join',
+    type: 'boolean',
+    help: 'start empty and wait to be added through POST /v1/members',
+  },
+  {
+    name: 'tick-ms',
+    type: 'string',
+    placeholder: 'MS',
+    help: 'length of a Raft tick (default 100)',
+  },
+  {
+    name: 'snapshot-entries',
+    type: 'string',
+    placeholder: 'N',
+    help: 'snapshot the state machine every N applied entries (default 10000)',
+  },
+  {
+    name: 'log-level',
+    type: 'string',
+    placeholder: 'LEVEL',
+    help: 'fatal|error|warn|info|debug|trace|silent (default info)',
+  },
+  { name: 'help', type: 'boolean', help: 'print this help and exit' },
+];
+
+/** The `--help` text. */
+export function helpText(): string {
+  const rows = flagSpecs.map((spec) => {
+    const left = `--${spec.name}${spec.placeholder === undefined ? '' : ` ${spec.placeholder}`}`;
+    return `  ${left.padEnd(28)} ${spec.help}`;
+  });
+  return [
+    'Usage: phantomdb [flags]',
+    '',
+    'Runs a PhantomDB consensus node. Every flag can also be set as an environment variable',
+    'PHANTOMDB_<FLAG> (upper case, dashes as underscores), e.g. PHANTOMDB_DATA_DIR=/var/lib/p.',
+    'A restarted node takes its membership from its data directory, not from --peers.',
+    '',
+    ...rows,
+    '',
+  ].join('\n');
+}
+
+/** The result of parsing: either a config to run with, or a request for help. */
+export type ParsedConfig =
+  { readonly help: true } | { readonly help: false; readonly config: NodeConfig };
+
+/**
+ * Parses flags and environment into a validated {@link NodeConfig}.
+ * Throws {@link ConfigError} naming the first bad flag.
+ */
+export function parseNodeConfig(
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+): ParsedConfig {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    const options = Object.fromEntries(flagSpecs.map((spec) => [spec.name, { type: spec.type }]));
+    values = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false }).values;
+  } catch (error) {
+    throw new ConfigError('', `${(error as Error).message}\nRun with --help to list the flags.`);
+  }
+  const lookup = (name: string): string | boolean | undefined => {
+    const given = values[name];
+    if (given !== undefined) return given;
+    const fromEnv = env[`PHANTOMDB_${name.toUpperCase().replaceAll('-', '_')}`];
+    if (fromEnv === undefined || fromEnv === '') return undefined;
+    const spec = flagSpecs.find((candidate) => candidate.name === name);
+    return spec?.type === 'boolean' ? parseBooleanEnv(name, fromEnv) : fromEnv;
+  };
+  const text = (name: string): string | undefined => lookup(name) as string | undefined;
+
+  if (lookup('help') === true) return { help: true };
+
+  const id = text('id') ?? 'n1';
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(id)) {
+    throw new ConfigError(
+      'id',
+      `Invalid --id "${id}": use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit`,
+    );
+  }
+  const [listenHost, listenPort] = parseHostPort(text('listen') ?? '127.0.0.1:7001');
+  const selfUrl = `http://${listenHost.includes(':') ? `[${listenHost}]` : listenHost}:${listenPort}`;
+  const peersText = text('peers');
+  const peers = peersText === undefined ? [{ id, url: selfUrl }] : parsePeers(peersText);
+  if (!peers.some((peer) => peer.id === id)) {
+    throw new ConfigError(
+      'peers',
+      `Invalid --peers: it must name every member, this node ("${id}") included`,
+    );
+  }
+  return {
+    help: false,
+    config: {
+      id,
+      listenHost,
+      listenPort,
+      peers,
+      dataDir: path.resolve(text('data-dir') ?? path.join('data', id)),
+      join: lookup('join') === true,
+      tickMs: parseIntegerFlag('tick-ms', text('tick-ms'), 100, 1, 60_000),
+      snapshotEntries: parseIntegerFlag(
+        'snapshot-entries',
+        text('snapshot-entries'),
+        10_000,
+        1,
+        1e9,
+      ),
+      logLevel: parseLogLevel(text('log-level') ?? 'info'),
+    },
+  };
+}
+
+function parseBooleanEnv(name: string, value: string): boolean {
+  if (/^(1|true|yes|on)$/i.test(value)) return true;
+  if (/^(0|false|no|off)$/i.test(value)) return false;
+  throw new ConfigError(
+    name,
+    `Invalid PHANTOMDB_${name.toUpperCase().replaceAll('-', '_')}="${value}": expected true or false`,
+  );
+}
+
+function parseHostPort(value: string): [string, number] {
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(value);
+  const port = match === null ? NaN : Number(match[3]);
+  if (match === null || port > 65535) {
+    throw new ConfigError(
+      'listen',
+      `Invalid --listen "${value}": expected HOST:PORT, e.g. 127.0.0.1:7001`,
+    );
+  }
+  return [match[1] ?? match[2]!, port];
+}
+
+function parsePeers(value: string): PeerSpec[] {
+  const peers: PeerSpec[] = [];
+  for (const item of value.split(',')) {
+    const separator = item.indexOf('=');
+    const id = item.slice(0, separator).trim();
+    const url = item.slice(separator + 1).trim();
+    if (separator <= 0 || url === '') {
+      throw new ConfigError(
+        'peers',
+        `Invalid --peers item "${item}": expected ID=URL, e.g. n2=http://127.0.0.1:7002`,
+      );
+    }
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      throw new ConfigError('peers', `Invalid --peers item "${item}": "${url}" is not a URL`);
+    }
+    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
+      throw new ConfigError(
+        'peers',
+        `Invalid --peers item "${item}": the URL must be http:// or https://`,
+      );
+    }
+    if (peers.some((peer) => peer.id === id)) {
+      throw new ConfigError('peers', `Invalid --peers: member "${id}" is named twice`);
+    }
+    peers.push({ id, url: parsed.origin });
+  }
+  return peers;
+}
+
+function parseIntegerFlag(
+  name: string,
+  value: string | undefined,
+  fallback: number,
+  min: number,
+  max: number,
+): number {
+  if (value === undefined) return fallback;
+  const parsed = Number(value);
+  if (!/^\d+$/.test(value) || parsed < min || parsed > max) {
+    throw new ConfigError(
+      name,
+      `Invalid --${name} "${value}": expected an integer in ${min}..${max}`,
+    );
+  }
+  return parsed;
+}
+
+const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+function parseLogLevel(value: string): NodeConfig['logLevel'] {
+  const level = logLevels.find((candidate) => candidate === value);
+  if (level === undefined) {
+    throw new ConfigError(
+      'log-level',
+      `Invalid --log-level "${value}": expected one of ${logLevels.join(', ')}`,
+    );
+  }
+  return level;
+}
