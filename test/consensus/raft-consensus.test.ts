@@ -1,0 +1,311 @@
+// RaftConsensus end to end over the in-process transport with real (fast) timers: elections,
+// commands committed and applied everywhere, linearizable reads, typed errors, restarts from
+// MemoryPersistence, snapshots, membership changes and leadership transfer.
+import fc from 'fast-check';
+import { afterEach, describe, expect, it } from 'vitest';
+import { LocalTransport } from '../../src/consensus/local-transport.js';
+import { RaftConsensus, decodeCommand, encodeCommand } from '../../src/consensus/raft-consensus.js';
+import {
+  BadRequestError,
+  NotLeaderError,
+  ProposalDroppedError,
+  ShutdownError,
+  StorageError,
+  TimeoutError,
+} from '../../src/errors.js';
+import type { AppendRequest, Message } from '../../src/raft/types.js';
+import { MemoryPersistence } from '../../src/storage/memory.js';
+import {
+  makeNode,
+  nodeInfos,
+  startCluster,
+  stopAll,
+  waitForLeader,
+  waitUntil,
+  type ClusterNode,
+} from './cluster.js';
+
+let running: ClusterNode[] = [];
+afterEach(async () => {
+  await stopAll(running);
+  running = [];
+});
+
+async function cluster(count: number, options = {}) {
+  const started = await startCluster(count, options);
+  running.push(...started.nodes);
+  return started;
+}
+
+describe('RaftConsensus over the in-process transport', () => {
+  it('elects one leader that every node knows', async () => {
+    const { nodes } = await cluster(3);
+    const leader = await waitForLeader(nodes);
+    expect(leader.raft.getCurrentTerm()).toBeGreaterThanOrEqual(1);
+    for (const node of nodes) {
+      expect(node.raft.getLeader()).toBe(leader.info.id);
+      expect(node.raft.status().members.map((member) => member.id)).toEqual(['n1', 'n2', 'n3']);
+    }
+  });
+
+  it('commits and applies commands on every node, in order, with the apply result', async () => {
+    const { nodes } = await cluster(3);
+    const leader = await waitForLeader(nodes);
+    const first = await leader.raft.submitCommand('SET', 'x=1');
+    const second = await leader.raft.submitCommand('SET', new TextEncoder().encode('x=2'));
+    expect(second.index).toBe(first.index + 1);
+    expect(first.result).toBeUndefined();
+    expect(second.result).toBe('1');
+    await waitUntil(() => nodes.every((node) => node.raft.getLastApplied() >= second.index));
+    for (const node of nodes) {
+      expect(node.machine.values.get('x')).toBe('2');
+      expect(node.raft.getCommitIndex()).toBeGreaterThanOrEqual(second.index);
+    }
+    // Many concurrent commands: all applied exactly once, in one order everywhere.
+    const results = await Promise.all(
+      Array.from({ length: 50 }, (_, k) => leader.raft.submitCommand('SET', `k${k}=${k}`)),
+    );
+    const last = Math.max(...results.map((result) => result.index));
+    await waitUntil(() => nodes.every((node) => node.raft.getLastApplied() >= last));
+    for (const node of nodes) {
+      expect(node.machine.applied).toEqual(leader.machine.applied);
+      expect(node.machine.values.size).toBe(51);
+    }
+  });
+
+  it('serves linearizable reads on the leader only', async () => {
+    const { nodes } = await cluster(3);
+    const leader = await waitForLeader(nodes);
+    const write = await leader.raft.submitCommand('SET', 'y=1');
+    const read = await leader.raft.linearizableRead();
+    expect(read.index).toBeGreaterThanOrEqual(write.index);
+    const follower = nodes.find((node) => node !== leader)!;
+    await expect(follower.raft.linearizableRead()).rejects.toBeInstanceOf(NotLeaderError);
+  });
+
+  it('rejects with NotLeaderError naming the leader on a follower', async () => {
+    const { nodes } = await cluster(3);
+    const leader = await waitForLeader(nodes);
+    const follower = nodes.find((node) => node !== leader)!;
+    const error = await follower.raft
+      .submitCommand('SET', 'x=1')
+      .catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(NotLeaderError);
+    expect(error).toMatchObject({ code: 'NOT_LEADER', leaderId: leader.info.id });
+  });
+
+  it('rejects with TimeoutError when no quorum answers, and ShutdownError after shutdown', async () => {
+    const { nodes, transport } = await cluster(3, { proposalTimeoutMs: 200 });
+    const leader = await waitForLeader(nodes);
+    transport.isolate(leader.info.id);
+    const error = await leader.raft.submitCommand('SET', 'x=1').catch((caught: unknown) => caught);
+    // Either the command timed out, or CheckQuorum made the leader step down first.
+    expect(error instanceof TimeoutError || error instanceof NotLeaderError).toBe(true);
+    await leader.raft.shutdown();
+    await expect(leader.raft.submitCommand('SET', 'x=1')).rejects.toBeInstanceOf(ShutdownError);
+    expect(await leader.raft.initialize()).toBe(false);
+  });
+
+  it('rejects with ProposalDroppedError when another leader overwrote the entry', async () => {
+    const { nodes, transport } = await cluster(3, { proposalTimeoutMs: 10_000 });
+    const old = await waitForLeader(nodes);
+    transport.isolate(old.info.id);
+    const doomed = old.raft.submitCommand('SET', 'lost=1').catch((caught: unknown) => caught);
+    const others = nodes.filter((node) => node !== old);
+    const leader = await waitForLeader(others);
+    await leader.raft.submitCommand('SET', 'kept=1');
+    await leader.raft.submitCommand('SET', 'kept=2');
+    transport.heal();
+    const error = await doomed;
+    expect(error).toBeInstanceOf(ProposalDroppedError);
+    await waitUntil(() => old.machine.values.get('kept') === '2');
+    expect(old.machine.values.has('lost')).toBe(false);
+  });
+
+  it('a command that throws in the state machine rejects with that error, and counts as applied', async () => {
+    const { nodes } = await cluster(1);
+    const [node] = nodes;
+    await waitForLeader(nodes);
+    await expect(node!.raft.submitCommand('FAIL', 'boom')).rejects.toThrow(/command failed: boom/);
+    const next = await node!.raft.submitCommand('SET', 'a=1');
+    expect(node!.machine.values.get('a')).toBe('1');
+    expect(next.index).toBeGreaterThan(1);
+  });
+
+  it('wires through the seed-style per-type callbacks as well', async () => {
+    const infos = nodeInfos(3);
+    const rafts = new Map<string, RaftConsensus>();
+    const deliver = async <T extends Message>(id: string, message: Message): Promise<T | null> => {
+      await new Promise((resolve) => setImmediate(resolve));
+      return (await rafts.get(id)!.handleMessage(message)) as T | null;
+    };
+    for (const info of infos) {
+      const raft = new RaftConsensus(info.id, infos, { tickIntervalMs: 10 });
+      raft.registerSendRequestVoteCallback((to, request) => deliver(to.id, request));
+      raft.registerSendAppendEntriesCallback((to, request) => deliver(to.id, request));
+      raft.registerSendHeartbeatCallback((to, request) => deliver(to.id, request));
+      raft.registerSendTimeoutNowCallback(async (to, request) => {
+        await deliver(to.id, request);
+      });
+      rafts.set(info.id, raft);
+      running.push({ info, raft, machine: null as never, persistence: null as never });
+    }
+    for (const raft of rafts.values()) await raft.initialize();
+    await waitUntil(() => [...rafts.values()].some((raft) => raft.getState() === 'leader'));
+    const leader = [...rafts.values()].find((raft) => raft.getState() === 'leader')!;
+    const { index } = await leader.submitCommand('SET', 'z=1');
+    await waitUntil(() => [...rafts.values()].every((raft) => raft.getLastApplied() >= index));
+  });
+});
+
+describe('durability', () => {
+  it('answers AppendEntries only once the entries are durable', async () => {
+    const infos = nodeInfos(2);
+    const persistence = new MemoryPersistence({ syncDelayMs: 30 });
+    const follower = new RaftConsensus('n2', infos, { tickIntervalMs: 1_000, persistence });
+    running.push({ info: infos[1]!, raft: follower, machine: null as never, persistence });
+    await follower.initialize();
+    const builder = (await import('../../src/raft/batch.js')).EntryBatchBuilder;
+    const batch = new builder(1);
+    batch.add(1, 0, new TextEncoder().encode('x'));
+    const request: AppendRequest = {
+      type: 'append',
+      from: 'n1',
+      to: 'n2',
+      term: 1,
+      prevLogIndex: 0,
+      prevLogTerm: 0,
+      entries: batch.finish(),
+      commit: 0,
+    };
+    const started = Date.now();
+    const response = await follower.handleAppendEntries(request);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(25);
+    expect(response).toMatchObject({ type: 'appendResp', success: true, matchIndex: 1 });
+    expect(persistence.durable().lastIndex).toBe(1);
+    expect(persistence.durable().hardState.term).toBe(1);
+  });
+
+  it('a crashed node restarts from storage, taking its membership from there, not from its arguments', async () => {
+    const transport = new LocalTransport();
+    const infos = nodeInfos(3);
+    const nodes = infos.map((info) => makeNode(transport, info, infos));
+    running.push(...nodes);
+    for (const node of nodes) await node.raft.initialize();
+    const leader = await waitForLeader(nodes);
+    for (let k = 0; k < 5; k++) await leader.raft.submitCommand('SET', `v=${k}`);
+    const victim = nodes.find((node) => node !== leader)!;
+    await waitUntil(() => victim.machine.values.get('v') === '4');
+    // kill -9: storage keeps what was durable, the process state is gone.
+    const revived = victim.persistence.crash();
+    await victim.raft.shutdown();
+    transport.disconnect(victim.info.id);
+    const bogus = [{ id: victim.info.id, host: 'elsewhere', port: 1 }];
+    const restarted = makeNode(transport, victim.info, bogus, {}, revived);
+    running.push(restarted);
+    await restarted.raft.initialize();
+    expect(restarted.raft.getMembers().map((member) => member.id)).toEqual(['n1', 'n2', 'n3']);
+    await leader.raft.submitCommand('SET', 'v=5');
+    await waitUntil(() => restarted.machine.values.get('v') === '5');
+    expect(restarted.raft.getCurrentTerm()).toBe(leader.raft.getCurrentTerm());
+  });
+
+  it('stops and fails pending work with StorageError when storage fails', async () => {
+    const persistence = new MemoryPersistence();
+    const failing = Object.assign(Object.create(persistence) as MemoryPersistence, {
+      load: () => persistence.load(),
+      saveSnapshot: (snapshot: never) => persistence.saveSnapshot(snapshot),
+      save: () => Promise.reject(new StorageError('DISK_FULL', 'no space left on device')),
+    });
+    const raft = new RaftConsensus('n1', nodeInfos(1), {
+      tickIntervalMs: 10,
+      persistence: failing,
+    });
+    running.push({ info: nodeInfos(1)[0]!, raft, machine: null as never, persistence });
+    await raft.initialize();
+    await waitUntil(() => raft.status().raft?.role === 'leader');
+    await expect(raft.submitCommand('SET', 'x=1')).rejects.toMatchObject({ code: 'DISK_FULL' });
+  });
+});
+
+describe('snapshots, membership and transfer', () => {
+  it('a follower that fell behind a compaction catches up from a snapshot', async () => {
+    const { nodes, transport } = await cluster(3, {
+      snapshotEveryEntries: 5,
+      compactKeepEntries: 0,
+    });
+    const leader = await waitForLeader(nodes);
+    const lagging = nodes.find((node) => node !== leader)!;
+    transport.isolate(lagging.info.id);
+    for (let k = 0; k < 20; k++) await leader.raft.submitCommand('SET', `k${k}=${k}`);
+    expect(leader.raft.status().raft!.firstIndex).toBeGreaterThan(
+      lagging.raft.getLastApplied() + 1,
+    );
+    transport.heal();
+    await waitUntil(() => lagging.machine.values.get('k19') === '19', 5_000, 'catch-up');
+    expect(lagging.raft.status().raft!.snapshotIndex).toBeGreaterThan(0);
+    expect([...lagging.machine.values]).toEqual([...leader.machine.values]);
+  });
+
+  it('adds a node that joins with no state, then removes another', async () => {
+    const { nodes, transport } = await cluster(3);
+    const leader = await waitForLeader(nodes);
+    await leader.raft.submitCommand('SET', 'before=1');
+    const info = { id: 'n4', host: '127.0.0.1', port: 7004 };
+    const joiner = makeNode(transport, info, [], { join: true });
+    running.push(joiner);
+    await joiner.raft.initialize();
+    await leader.raft.addMember(info);
+    expect(leader.raft.getMembers().map((member) => [member.id, member.role])).toEqual([
+      ['n1', 'voter'],
+      ['n2', 'voter'],
+      ['n3', 'voter'],
+      ['n4', 'voter'],
+    ]);
+    await leader.raft.submitCommand('SET', 'after=1');
+    await waitUntil(() => joiner.machine.values.get('after') === '1');
+    expect(joiner.machine.values.get('before')).toBe('1');
+    expect(joiner.raft.getMembers().find((member) => member.id === 'n4')?.url).toBe(
+      'http://127.0.0.1:7004',
+    );
+    const removed = nodes.find((node) => node !== leader)!;
+    await leader.raft.removeMember(removed.info.id);
+    expect(leader.raft.getMembers().map((member) => member.id)).not.toContain(removed.info.id);
+    await expect(leader.raft.removeMember('nobody')).rejects.toBeInstanceOf(RangeError);
+  });
+
+  it('transfers leadership to the chosen node', async () => {
+    const { nodes } = await cluster(3);
+    const leader = await waitForLeader(nodes);
+    const target = nodes.find((node) => node !== leader)!;
+    await leader.raft.transferLeadership(target.info.id);
+    expect(target.raft.getState()).toBe('leader');
+    const { index } = await target.raft.submitCommand('SET', 'moved=1');
+    await waitUntil(() => nodes.every((node) => node.raft.getLastApplied() >= index));
+  });
+});
+
+describe('command encoding', () => {
+  it('round-trips any command and data (property)', () => {
+    fc.assert(
+      fc.property(fc.string(), fc.oneof(fc.string(), fc.uint8Array()), (command, data) => {
+        const decoded = decodeCommand(encodeCommand(command, data));
+        expect(decoded.command).toBe(command);
+        expect(decoded.data).toEqual(data);
+      }),
+    );
+  });
+
+  it('rejects garbage with BadRequestError only', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 40 }), (bytes) => {
+        try {
+          decodeCommand(bytes);
+        } catch (error) {
+          expect(error).toBeInstanceOf(BadRequestError);
+        }
+      }),
+    );
+    expect(() => decodeCommand(new Uint8Array([9, 0, 0]))).toThrow(BadRequestError);
+  });
+});
