@@ -1,0 +1,5 @@
+/**
+ * The key-value state machine and its encodings.
+ */
+export * from './codec.js';
+export * from './state-machine.js';
