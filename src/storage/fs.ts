@@ -1,0 +1,135 @@
+/**
+ * The few file-system calls durable storage makes, behind an interface so that tests can inject
+ * faults (ENOSPC, EIO, short writes, a crash between two calls) or model a power loss. The
+ * storage never touches `node:fs` except through a {@link StorageFs}.
+ */
+import { open, readFile, readdir, mkdir, rename, unlink } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+
+/** An open file. Positions are absolute byte offsets; nothing here keeps a cursor. */
+export interface StorageFile {
+  /**
+   * Writes `chunks` back to back starting at `position`; returns how many bytes were written,
+   * which may be fewer than asked (a short write), never more.
+   */
+  write(chunks: readonly Uint8Array[], position: number): Promise<number>;
+  /** Flushes the file's data (and the size, when it changed) to stable storage. */
+  datasync(): Promise<void>;
+  /** Flushes data and all metadata (fsync), needed before renaming a new file into place. */
+  sync(): Promise<void>;
+  /** Cuts the file to `size` bytes. */
+  truncate(size: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** How a file is opened: create a new one (fail if it exists), or write an existing one. */
+export type OpenMode = 'createNew' | 'readWrite';
+
+/** The file-system calls used by the storage, each failing with a Node-style `code` error. */
+export interface StorageFs {
+  open(path: string, mode: OpenMode): Promise<StorageFile>;
+  readFile(path: string): Promise<Uint8Array>;
+  /** Names in a directory (no `.`/`..`), in no particular order. */
+  readdir(path: string): Promise<string[]>;
+  /** Creates a directory and its parents; succeeds when it exists. */
+  mkdir(path: string): Promise<void>;
+  /** Atomically replaces `to` with `from`. */
+  rename(from: string, to: string): Promise<void>;
+  unlink(path: string): Promise<void>;
+  /** fsyncs a directory, making the creations, renames and removals in it durable. */
+  syncDir(path: string): Promise<void>;
+}
+
+class NodeFile implements StorageFile {
+  constructor(private readonly handle: FileHandle) {}
+
+  async write(chunks: readonly Uint8Array[], position: number): Promise<number> {
+    if (chunks.length === 1) {
+      const chunk = chunks[0]!;
+      const { bytesWritten } = await this.handle.write(chunk, 0, chunk.length, position);
+      return bytesWritten;
+    }
+    const { bytesWritten } = await this.handle.writev(chunks as Uint8Array[], position);
+    return bytesWritten;
+  }
+
+  datasync(): Promise<void> {
+    return this.handle.datasync();
+  }
+
+  sync(): Promise<void> {
+    return this.handle.sync();
+  }
+
+  truncate(size: number): Promise<void> {
+    return this.handle.truncate(size);
+  }
+
+  close(): Promise<void> {
+    return this.handle.close();
+  }
+}
+
+/** The real file system, through `node:fs/promises`. */
+export const nodeFs: StorageFs = {
+  async open(path, mode) {
+    return new NodeFile(await open(path, mode === 'createNew' ? 'wx' : 'r+'));
+  },
+  async readFile(path) {
+    const buffer = await readFile(path);
+    // A plain Uint8Array view: callers hand slices of it out, and Buffer is a surprise there.
+    return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
+  },
+  readdir(path) {
+    return readdir(path);
+  },
+  async mkdir(path) {
+    await mkdir(path, { recursive: true });
+  },
+  rename(from, to) {
+    return rename(from, to);
+  },
+  unlink(path) {
+    return unlink(path);
+  },
+  async syncDir(path) {
+    const handle = await open(path, 'r');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  },
+};
+
+/** Writes all of `chunks` at `position`, looping over short writes. */
+export async function writeFully(
+  file: StorageFile,
+  chunks: readonly Uint8Array[],
+  position: number,
+): Promise<void> {
+  let pending = chunks.filter((chunk) => chunk.length > 0);
+  let offset = position;
+  while (pending.length > 0) {
+    const written = await file.write(pending, offset);
+    if (!Number.isSafeInteger(written) || written <= 0) {
+      // A write that makes no progress would loop forever; the kernel reports ENOSPC instead,
+      // so this is a broken StorageFs.
+      throw Object.assign(new Error(`write at ${offset} made no progress (${written} bytes)`), {
+        code: 'EIO',
+      });
+    }
+    offset += written;
+    let skip = written;
+    const rest: Uint8Array[] = [];
+    for (const chunk of pending) {
+      if (skip >= chunk.length) {
+        skip -= chunk.length;
+      } else {
+        rest.push(skip === 0 ? chunk : chunk.subarray(skip));
+        skip = 0;
+      }
+    }
+    pending = rest;
+  }
+}
