@@ -1,0 +1,154 @@
+// Checks the shared HTTP helpers: content negotiation tables, error replies, and on a live
+// server body limits at the boundary, CBOR error bodies and the JSON not-found/error handlers.
+import { decode as decodeCbor } from 'cbor-x';
+import { Server } from 'hyper-express';
+import { Pool } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BadRequestError, NotLeaderError, PhantomError } from '../../src/errors.js';
+import {
+  closeServer,
+  errorReplyOf,
+  installErrorHandlers,
+  mediaTypeOf,
+  readBody,
+  requireMediaType,
+  responseFormatOf,
+  sendBody,
+  sendError,
+  unlimitedBodyLength,
+} from '../../src/transport/http.js';
+import { captureLogger } from './helpers.js';
+
+describe('content negotiation', () => {
+  it('reads the media type without parameters or case', () => {
+    expect(mediaTypeOf(' Application/CBOR ; charset=x')).toBe('application/cbor');
+    expect(mediaTypeOf(undefined)).toBe('');
+  });
+
+  it('answers in the format Accept rates higher, else like the request, else JSON', () => {
+    const cases: [Record<string, string>, 'json' | 'cbor'][] = [
+      [{}, 'json'],
+      [{ 'content-type': 'application/cbor' }, 'cbor'],
+      [{ accept: 'application/cbor' }, 'cbor'],
+      [{ accept: 'application/json' }, 'json'],
+      [{ accept: 'application/json', 'content-type': 'application/cbor' }, 'json'],
+      [{ accept: '*/*', 'content-type': 'application/cbor' }, 'cbor'],
+      [{ accept: '*/*' }, 'json'],
+      [{ accept: 'application/json;q=0.5, application/cbor' }, 'cbor'],
+      [{ accept: 'application/cbor;q=0.2, application/*;q=0.9' }, 'json'],
+      [{ accept: 'application/cbor;q=0, */*' }, 'json'],
+      [{ accept: 'text/html', 'content-type': 'application/cbor' }, 'cbor'],
+    ];
+    for (const [headers, format] of cases)
+      expect([headers, responseFormatOf(headers)]).toEqual([headers, format]);
+  });
+
+  it('refuses an unexpected Content-Type with UNSUPPORTED_MEDIA_TYPE', () => {
+    expect(
+      requireMediaType({ 'content-type': 'application/json; charset=utf-8' }, ['application/json']),
+    ).toBe('application/json');
+    let error: unknown;
+    try {
+      requireMediaType({}, ['application/cbor', 'application/json']);
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).toBeInstanceOf(BadRequestError);
+    expect(error).toMatchObject({
+      code: 'UNSUPPORTED_MEDIA_TYPE',
+      message:
+        "Cannot accept body: Content-Type is 'missing', expected application/cbor or application/json",
+    });
+  });
+
+  it('maps domain errors to their status and hides anything else behind 500', () => {
+    expect(errorReplyOf(new NotLeaderError('n3'))).toEqual({
+      status: 421,
+      code: 'NOT_LEADER',
+      message: 'Cannot propose: this node is not the leader; the leader is n3',
+    });
+    expect(errorReplyOf(new TypeError('secret detail'))).toEqual({
+      status: 500,
+      code: 'INTERNAL',
+      message: 'Internal error; the server log has details',
+    });
+  });
+});
+
+describe('on a live server', () => {
+  const { logger, lines } = captureLogger();
+  let server: Server;
+  let pool: Pool;
+
+  beforeAll(async () => {
+    server = new Server({ auto_close: false });
+    server.post('/echo', { max_body_length: unlimitedBodyLength }, async (request, response) => {
+      try {
+        const body = await readBody(request, 1000);
+        sendBody(response, 200, body, 'application/octet-stream');
+      } catch (error) {
+        sendError(response, error, { format: responseFormatOf(request.headers), logger, request });
+      }
+    });
+    server.get('/busy', (request, response) => {
+      sendError(response, new PhantomError('NO_LEADER', 'Cannot serve: no leader is known'), {
+        format: responseFormatOf(request.headers),
+        headers: { 'retry-after': '1' },
+      });
+    });
+    server.get('/crash', () => {
+      throw new Error('route bug');
+    });
+    installErrorHandlers(server, logger);
+    await server.listen(0, '127.0.0.1');
+    pool = new Pool(`http://127.0.0.1:${server.port}`);
+  });
+
+  afterAll(async () => {
+    await pool.close();
+    closeServer(server);
+  });
+
+  it('reads a body of exactly the limit and refuses one byte more with 413', async () => {
+    const ok = await pool.request({ method: 'POST', path: '/echo', body: Buffer.alloc(1000, 7) });
+    expect(ok.statusCode).toBe(200);
+    expect(Buffer.from(await ok.body.arrayBuffer()).equals(Buffer.alloc(1000, 7))).toBe(true);
+    const tooBig = await pool.request({ method: 'POST', path: '/echo', body: Buffer.alloc(1001) });
+    expect(tooBig.statusCode).toBe(413);
+    expect(await tooBig.body.json()).toEqual({
+      error: {
+        code: 'PAYLOAD_TOO_LARGE',
+        message: 'Cannot accept body: it is 1001 bytes, more than the limit of 1000',
+      },
+    });
+    const empty = await pool.request({ method: 'POST', path: '/echo' });
+    expect(empty.statusCode).toBe(200);
+    expect((await empty.body.arrayBuffer()).byteLength).toBe(0);
+  });
+
+  it('writes errors as CBOR when asked, with extra headers', async () => {
+    const response = await pool.request({
+      method: 'GET',
+      path: '/busy',
+      headers: { accept: 'application/cbor' },
+    });
+    expect(response.statusCode).toBe(503);
+    expect(response.headers['content-type']).toBe('application/cbor');
+    expect(response.headers['retry-after']).toBe('1');
+    expect(decodeCbor(Buffer.from(await response.body.arrayBuffer()))).toEqual({
+      error: { code: 'NO_LEADER', message: 'Cannot serve: no leader is known' },
+    });
+  });
+
+  it('answers unknown routes 404 and route bugs 500 as JSON, logging the bug', async () => {
+    const missing = await pool.request({ method: 'DELETE', path: '/nowhere' });
+    expect(missing.statusCode).toBe(404);
+    expect(await missing.body.json()).toEqual({
+      error: { code: 'NOT_FOUND', message: 'Cannot DELETE /nowhere: no such route' },
+    });
+    const crash = await pool.request({ method: 'GET', path: '/crash' });
+    expect(crash.statusCode).toBe(500);
+    expect(await crash.body.json()).toMatchObject({ error: { code: 'INTERNAL' } });
+    expect(JSON.stringify(lines.filter((line) => line['level'] === 50))).toMatch(/route bug/);
+  });
+});
