@@ -65,3 +65,164 @@ export function resolveRaftLimits(overrides: Partial<RaftLimits> = {}): RaftLimi
   checkInteger('committedBytesPerReadyMax', limits.committedBytesPerReadyMax, 1);
   return limits;
 }
+
+/** Tunables of the durable storage (write-ahead log and snapshots). */
+export interface StorageLimits {
+  /** A WAL segment past this size is closed and a new one started (a record is never split). */
+  readonly segmentBytesMax: number;
+  /** Bytes of WAL records written by one group commit (one write + one fdatasync). */
+  readonly groupCommitBytesMax: number;
+  /**
+   * Payload bytes of one WAL record: larger entry batches are split over several records (an
+   * entry bigger than this still gets one record of its own; entries are never split).
+   */
+  readonly recordBytesMax: number;
+  /** Snapshot files kept on disk; older ones are deleted once a newer one is durable. */
+  readonly snapshotsRetained: number;
+}
+
+/** Defaults of {@link StorageLimits} (etcd uses 64 MiB segments too). */
+export const storageDefaults: StorageLimits = {
+  segmentBytesMax: 64 * 1024 * 1024,
+  groupCommitBytesMax: 16 * 1024 * 1024,
+  recordBytesMax: 16 * 1024 * 1024,
+  snapshotsRetained: 3,
+};
+
+/** Fills in defaults and validates; throws RangeError on the first bad field. */
+export function resolveStorageLimits(overrides: Partial<StorageLimits> = {}): StorageLimits {
+  const limits = { ...storageDefaults, ...overrides };
+  checkInteger('segmentBytesMax', limits.segmentBytesMax, 4096, 2 ** 32 - 1);
+  checkInteger('groupCommitBytesMax', limits.groupCommitBytesMax, 4096);
+  checkInteger('recordBytesMax', limits.recordBytesMax, 64, 2 ** 31);
+  checkInteger('snapshotsRetained', limits.snapshotsRetained, 1, 1000);
+  return limits;
+}
+
+/**
+ * Tunables of the peer transport (HTTP + CBOR between Raft members). Sizes bound what a
+ * receiver buffers per request; times bound how long a sender waits before it reports a peer
+ * unreachable to the core.
+ */
+export interface TransportLimits {
+  /** Largest body of a vote, append, heartbeat or timeout-now request or response. */
+  readonly messageBodyBytesMax: number;
+  /** Snapshot bytes a sender puts in one `/raft/snapshot` chunk. */
+  readonly snapshotChunkBytes: number;
+  /** Largest `/raft/snapshot` request body a receiver accepts (one chunk plus its envelope). */
+  readonly snapshotChunkBodyBytesMax: number;
+  /** Largest whole snapshot a receiver assembles from chunks. */
+  readonly snapshotBytesMax: number;
+  /** Partial snapshot transfers a receiver holds at once (at most one per sender). */
+  readonly snapshotTransfersMax: number;
+  /** A partial transfer that receives no chunk for this long is discarded. */
+  readonly snapshotTransferIdleMs: number;
+  /** Deadline of a vote, append, heartbeat or timeout-now request, queueing included. */
+  readonly rpcTimeoutMs: number;
+  /** Deadline of one snapshot chunk; the last one includes the receiver installing it. */
+  readonly snapshotChunkTimeoutMs: number;
+  /** Deadline of opening a TCP connection to a peer. */
+  readonly connectTimeoutMs: number;
+  /** Connections per peer for votes, heartbeats, timeout-now and snapshot chunks. */
+  readonly controlConnectionsPerPeer: number;
+  /** First delay before a failed peer is tried again; doubles per failure, with jitter. */
+  readonly backoffBaseMs: number;
+  /** Longest delay before a failed peer is tried again. */
+  readonly backoffMaxMs: number;
+  /** Deepest nesting of CBOR arrays and maps a decoder accepts. */
+  readonly cborDepthMax: number;
+}
+
+/** Defaults of {@link TransportLimits}, sized for a LAN cluster with a 100 ms tick. */
+export const transportDefaults: TransportLimits = {
+  messageBodyBytesMax: 8 * 1024 * 1024,
+  snapshotChunkBytes: 1024 * 1024,
+  snapshotChunkBodyBytesMax: 2 * 1024 * 1024,
+  snapshotBytesMax: 1024 * 1024 * 1024,
+  snapshotTransfersMax: 4,
+  snapshotTransferIdleMs: 30_000,
+  rpcTimeoutMs: 2_000,
+  snapshotChunkTimeoutMs: 10_000,
+  connectTimeoutMs: 1_000,
+  controlConnectionsPerPeer: 2,
+  backoffBaseMs: 50,
+  backoffMaxMs: 1_000,
+  cborDepthMax: 16,
+};
+
+/** Room a snapshot chunk's envelope (offsets, the SnapshotRequest) needs beside its bytes. */
+export const snapshotChunkEnvelopeBytesMax = 64 * 1024;
+
+/** Fills in defaults and validates; throws RangeError on the first bad field. */
+export function resolveTransportLimits(overrides: Partial<TransportLimits> = {}): TransportLimits {
+  const limits = { ...transportDefaults, ...overrides };
+  checkInteger('messageBodyBytesMax', limits.messageBodyBytesMax, 1024);
+  checkInteger('snapshotChunkBodyBytesMax', limits.snapshotChunkBodyBytesMax, 2 * 1024);
+  checkInteger(
+    'snapshotChunkBytes',
+    limits.snapshotChunkBytes,
+    1,
+    Math.max(1, limits.snapshotChunkBodyBytesMax - snapshotChunkEnvelopeBytesMax),
+  );
+  checkInteger('snapshotBytesMax', limits.snapshotBytesMax, 0, 2 ** 32 - 1);
+  checkInteger('snapshotTransfersMax', limits.snapshotTransfersMax, 1);
+  checkInteger('snapshotTransferIdleMs', limits.snapshotTransferIdleMs, 1);
+  checkInteger('rpcTimeoutMs', limits.rpcTimeoutMs, 1);
+  checkInteger('snapshotChunkTimeoutMs', limits.snapshotChunkTimeoutMs, 1);
+  checkInteger('connectTimeoutMs', limits.connectTimeoutMs, 1);
+  checkInteger('controlConnectionsPerPeer', limits.controlConnectionsPerPeer, 1, 64);
+  checkInteger('backoffBaseMs', limits.backoffBaseMs, 0);
+  checkInteger('backoffMaxMs', limits.backoffMaxMs, limits.backoffBaseMs);
+  checkInteger('cborDepthMax', limits.cborDepthMax, 4, 1024);
+  return limits;
+}
+
+/** Limits of the key-value state machine (src/kv); a put beyond them is refused. */
+export interface KvLimits {
+  /** UTF-8 bytes of a key. */
+  readonly keyBytesMax: number;
+  /** Bytes of a value. */
+  readonly valueBytesMax: number;
+}
+
+/** Defaults of {@link KvLimits}: a put stays well below one Raft message (messageBytesMax). */
+export const kvDefaults: KvLimits = {
+  keyBytesMax: 4 * 1024,
+  valueBytesMax: 512 * 1024,
+};
+
+/** Fills in defaults and validates; throws RangeError on the first bad field. */
+export function resolveKvLimits(overrides: Partial<KvLimits> = {}): KvLimits {
+  const limits = { ...kvDefaults, ...overrides };
+  checkInteger('keyBytesMax', limits.keyBytesMax, 1, 65_535);
+  checkInteger('valueBytesMax', limits.valueBytesMax, 0, 2 ** 32 - 1);
+  return limits;
+}
+
+/** Tunables of conflict resolution between regions (src/conflict). */
+export interface ConflictLimits {
+  /**
+   * A received HLC timestamp whose wall time is further ahead of the local wall clock than this
+   * is skew-suspect: counted and flagged, though the clock still moves past it.
+   */
+  readonly maxClockOffsetMs: number;
+  /**
+   * Siblings a MULTI_VALUE key keeps. Past it the oldest by HLC are discarded and counted in
+   * `resolvedByBound`; a safety valve, not a resolution strategy.
+   */
+  readonly siblingsMax: number;
+}
+
+/** Defaults of {@link ConflictLimits}: CockroachDB's default max offset, a generous bound. */
+export const conflictDefaults: ConflictLimits = {
+  maxClockOffsetMs: 500,
+  siblingsMax: 32,
+};
+
+/** Fills in defaults and validates; throws RangeError on the first bad field. */
+export function resolveConflictLimits(overrides: Partial<ConflictLimits> = {}): ConflictLimits {
+  const limits = { ...conflictDefaults, ...overrides };
+  checkInteger('maxClockOffsetMs', limits.maxClockOffsetMs, 0);
+  checkInteger('siblingsMax', limits.siblingsMax, 1, 65_536);
+  return limits;
+}
