@@ -73,6 +73,31 @@ describe('parseNodeConfig', () => {
     expect(flagOfError(['--unknown'])).toBe('');
   });
 
+  it('defaults the timing and snapshot flags and validates them', () => {
+    expect(configOf([])).toMatchObject({
+      tickMs: 100,
+      electionTicks: 8,
+      heartbeatTicks: 1,
+      requestTimeoutMs: 5_000,
+      snapshotEntries: 10_000,
+      snapshotKeepEntries: 1_000,
+    });
+    // A small snapshot interval keeps a log no longer than it, so lagging followers need it.
+    expect(configOf(['--snapshot-entries', '50']).snapshotKeepEntries).toBe(50);
+    expect(
+      configOf(['--snapshot-entries', '50', '--snapshot-keep-entries', '0']).snapshotKeepEntries,
+    ).toBe(0);
+    expect(
+      configOf([], { PHANTOMDB_ELECTION_TICKS: '20', PHANTOMDB_REQUEST_TIMEOUT_MS: '750' }),
+    ).toMatchObject({ electionTicks: 20, requestTimeoutMs: 750 });
+    expect(flagOfError(['--election-ticks', '1'])).toBe('election-ticks');
+    expect(flagOfError(['--election-ticks', '4', '--heartbeat-ticks', '4'])).toBe(
+      'heartbeat-ticks',
+    );
+    expect(flagOfError(['--request-timeout-ms', '0'])).toBe('request-timeout-ms');
+    expect(flagOfError(['--snapshot-keep-entries', 'all'])).toBe('snapshot-keep-entries');
+  });
+
   it('accepts an IPv6 listen address', () => {
     expect(configOf(['--listen', '[::1]:7001']).peers[0]!.url).toBe('http://[::1]:7001');
   });

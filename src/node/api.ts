@@ -1,0 +1,706 @@
+/**
+ * The client HTTP API of a node (the contract of ../shared/DESIGN.md, "Contracts"), mounted on
+ * the hyper-express server that also carries the peer routes:
+ *
+ * | route                        | answer                                                     |
+ * | ---------------------------- | ---------------------------------------------------------- |
+ * | `PUT /v1/kv/{key}`           | 200 `{index, term}` once committed and applied; 412 / 404  |
+ * | `GET /v1/kv/{key}`           | 200 value bytes (linearizable; `?consistency=stale`); 404  |
+ * | `DELETE /v1/kv/{key}`        | 200 `{index, term}`; 404 when absent                       |
+ * | `GET /v1/status`             | id, state, term, leader, indexes, members with roles       |
+ * | `GET /v1/members`            | `{members: [{id, url, role}]}`                             |
+ * | `POST /v1/members`           | `{id, url, learner?}`: 200 `{members}` once in force       |
+ * | `DELETE /v1/members/{id}`    | 200 `{members}` once in force                              |
+ * | `POST /v1/leader/transfer`   | `{to?}`: 200 `{leader, term}` once the new leader leads    |
+ * | `GET /healthz`, `/metrics`   | liveness; Prometheus text                                  |
+ *
+ * Writes, linearizable reads and admin requests run on the leader: a follower forwards them
+ * (forwarder.ts) and, while no leader is known or reachable, keeps looking until the request's
+ * deadline; then 503 NO_LEADER with Retry-After. Bodies are JSON unless the client asks for
+ * CBOR (`Accept` or `Content-Type: application/cbor`); errors are `{"error":{"code","message"}}`
+ * with the status of `httpStatusByCode`.
+ */
+import { performance } from 'node:perf_hooks';
+import { encode as encodeCbor } from 'cbor-x';
+import type { Request, Response, Server } from 'hyper-express';
+import type { Logger } from 'pino';
+import type { KvLimits } from '../config.js';
+import {
+  BadRequestError,
+  NotLeaderError,
+  PhantomError,
+  ShutdownError,
+  TimeoutError,
+} from '../errors.js';
+import type { KvResult } from '../kv/state-machine.js';
+import { encodeDelete, encodePut } from '../kv/codec.js';
+import {
+  cborBodyMediaType,
+  errorReplyOf,
+  jsonMediaType,
+  readBody,
+  responseFormatOf,
+  type BodyFormat,
+} from '../transport/http.js';
+import {
+  forwardedByHeader,
+  forwardedToHeader,
+  leaderHeader,
+  timeoutHeader,
+  type ForwardOutcome,
+  type LeaderForwarder,
+} from './forwarder.js';
+import type { NodeMetrics } from './metrics.js';
+import {
+  booleanOf,
+  keyOfPath,
+  kvPathPrefix,
+  memberIdOf,
+  memberRequestOf,
+  parseQuery,
+  parseObjectBody,
+  textOf,
+  transferTargetOf,
+  type MemberRequest,
+} from './request.js';
+
+/** A member as the API lists it. */
+export interface MemberStatus {
+  readonly id: string;
+  readonly url: string;
+  readonly role: 'voter' | 'learner';
+}
+
+/** `GET /v1/status`. */
+export interface NodeStatus {
+  readonly id: string;
+  /** Where this node listens. */
+  readonly url: string;
+  readonly state: string;
+  readonly term: number;
+  /** The leader's id ('' when none is known). */
+  readonly leader: string;
+  /** The leader's URL ('' when unknown). */
+  readonly leaderUrl: string;
+  readonly commitIndex: number;
+  readonly lastApplied: number;
+  readonly members: readonly MemberStatus[];
+  /** Keys held by this node's state machine. */
+  readonly keys: number;
+  /** Why the node stopped taking writes, or null while its storage is healthy. */
+  readonly storageError: { readonly code: string; readonly message: string } | null;
+}
+
+/** What the API needs from the node it serves (PhantomNode implements it). */
+export interface ClientApiNode {
+  readonly id: string;
+  readonly kvLimits: KvLimits;
+  readonly requestTimeoutMs: number;
+  readonly logger: Logger;
+  readonly metrics: NodeMetrics;
+  readonly forwarder: LeaderForwarder;
+  /** True once shutdown began: new requests are refused with 503 SHUT_DOWN. */
+  isStopping(): boolean;
+  /** The storage error that stopped writes, or null. */
+  storageFailure(): PhantomError | null;
+  isLeader(): boolean;
+  /** The leader this node knows of, with its URL; null when none (or its URL is unknown). */
+  leader(): { readonly id: string; readonly url: string } | null;
+  /** The value of `key` in the local state machine. */
+  localGet(key: string): Uint8Array | undefined;
+  /** Index of the last entry applied locally. */
+  appliedIndex(): number;
+  /** Leader only: proposes a key-value command; resolves once committed and applied here. */
+  propose(payload: Uint8Array): Promise<{ index: number; term: number; result: KvResult }>;
+  /** Leader only: resolves once reading the local state machine is linearizable. */
+  readBarrier(): Promise<{ index: number }>;
+  members(): MemberStatus[];
+  /** Leader only: adds a member; resolves once the configuration is in force. */
+  addMember(member: MemberRequest): Promise<void>;
+  /** Leader only: removes a member; resolves once the configuration is in force. */
+  removeMember(id: string): Promise<void>;
+  /** Leader only: hands leadership over; resolves with the new leader and its term. */
+  transferLeadership(to: string | undefined): Promise<{ leader: string; term: number }>;
+  status(): NodeStatus;
+  /** Metrics text. */
+  renderMetrics(): Promise<{ contentType: string; body: string }>;
+  /** Counts a request in flight until the returned function is called (graceful shutdown). */
+  beginRequest(): () => void;
+}
+
+/** An answer, built before it is written (forwarded answers pass through as they came). */
+interface Reply {
+  readonly status: number;
+  readonly contentType: string;
+  readonly body: Uint8Array | string;
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+/** How often a request waiting for a leader looks again. */
+const leaderPollMs = 20;
+/** Largest body of an admin request. */
+const adminBodyBytesMax = 64 * 1024;
+const octetStream = 'application/octet-stream';
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+const routeOptions = { max_body_length: Number.MAX_SAFE_INTEGER };
+/** Methods counted by name in the request metrics; others count as OTHER (bounded labels). */
+const knownMethods = new Set(['GET', 'PUT', 'POST', 'DELETE', 'HEAD', 'PATCH', 'OPTIONS']);
+
+type Handler = (request: Request, format: BodyFormat) => Promise<Reply>;
+
+/**
+ * Mounts the client routes on `server` (before `listen()`). Unknown routes are left to the
+ * server's not-found handler (installErrorHandlers), which answers 404 as JSON.
+ */
+export function mountClientApi(server: Server, node: ClientApiNode): void {
+  const { logger, metrics } = node;
+
+  const route =
+    (name: string, handler: Handler) =>
+    async (request: Request, response: Response): Promise<void> => {
+      const started = performance.now();
+      const done = node.beginRequest();
+      let format: BodyFormat = 'json';
+      let status = 500;
+      try {
+        format = responseFormatOf(request.headers);
+        if (node.isStopping()) {
+          // A forwarding follower can try the next leader: this one is handing over.
+          if (request.headers[forwardedByHeader] !== undefined) throw notLeader(node);
+          throw new ShutdownError('Cannot accept the request: the node is shutting down');
+        }
+        const reply = await handler(request, format);
+        status = reply.status;
+        write(response, reply);
+      } catch (error) {
+        const reply = errorReply(error, format);
+        status = reply.status;
+        logError(logger, error, reply, request);
+        write(response, reply);
+      } finally {
+        const method = knownMethods.has(request.method) ? request.method : 'OTHER';
+        metrics.onRequest(name, method, status, (performance.now() - started) / 1000);
+        done();
+      }
+    };
+
+  const notAllowed = (name: string, allow: string) =>
+    route(name, (request) => {
+      throw Object.assign(
+        new PhantomError(
+          'METHOD_NOT_ALLOWED',
+          `Cannot ${request.method} ${request.path}: use ${allow.split(', ').join(' or ')}`,
+        ),
+        { allow },
+      );
+    });
+
+  // --- Key-value --------------------------------------------------------------------------
+
+  const kvRoute = '/v1/kv/{key}';
+  server.put(
+    `${kvPathPrefix}*`,
+    routeOptions,
+    route(kvRoute, async (request, format) => {
+      const key = keyOfPath(request.path, node.kvLimits);
+      const query = parseQuery(request.path_query, ['prevValue', 'prevExist']);
+      const conditions: { prevValue?: Uint8Array; prevExist?: boolean } = {};
+      const prevValue = query.get('prevValue');
+      if (prevValue !== undefined) conditions.prevValue = prevValue;
+      const prevExist = query.get('prevExist');
+      if (prevExist !== undefined) conditions.prevExist = booleanOf('prevExist', prevExist);
+      const value = await readBody(request, node.kvLimits.valueBytesMax);
+      // Encoding checks key, value and conditions before anything travels.
+      const payload = encodePut(key, value, conditions, node.kvLimits);
+      return onLeader(request, 'write', value, (deadline) =>
+        writeOnLeader(payload, key, format, deadline),
+      );
+    }),
+  );
+  server.delete(
+    `${kvPathPrefix}*`,
+    routeOptions,
+    route(kvRoute, (request, format) => {
+      const key = keyOfPath(request.path, node.kvLimits);
+      const query = parseQuery(request.path_query, ['prevValue']);
+      const prevValue = query.get('prevValue');
+      const payload = encodeDelete(
+        key,
+        prevValue === undefined ? {} : { prevValue },
+        node.kvLimits,
+      );
+      return onLeader(request, 'write', null, (deadline) =>
+        writeOnLeader(payload, key, format, deadline),
+      );
+    }),
+  );
+  server.get(
+    `${kvPathPrefix}*`,
+    routeOptions,
+    route(kvRoute, (request, format) => {
+      const key = keyOfPath(request.path, node.kvLimits);
+      const query = parseQuery(request.path_query, ['consistency']);
+      const consistencyBytes = query.get('consistency');
+      const consistency =
+        consistencyBytes === undefined ? 'linearizable' : textOf('consistency', consistencyBytes);
+      if (consistency === 'stale') {
+        return Promise.resolve(valueReply(key, node.localGet(key), node.appliedIndex(), format));
+      }
+      if (consistency !== 'linearizable') {
+        throw new BadRequestError(
+          `Invalid consistency '${consistency.slice(0, 64)}': expected linearizable or stale`,
+        );
+      }
+      return onLeader(request, 'read', null, async (deadline) => {
+        const { index } = await withDeadline(
+          node.readBarrier(),
+          deadline,
+          'The read was not confirmed by a quorum in time',
+        );
+        return valueReply(key, node.localGet(key), index, format);
+      });
+    }),
+  );
+  server.any(`${kvPathPrefix}*`, routeOptions, notAllowed(kvRoute, 'GET, PUT, DELETE'));
+
+  // --- Status, health, metrics ------------------------------------------------------------
+
+  server.get(
+    '/v1/status',
+    routeOptions,
+    route('/v1/status', (request, format) => {
+      parseQuery(request.path_query, []);
+      return Promise.resolve(objectReply(200, node.status(), format));
+    }),
+  );
+  server.any('/v1/status', routeOptions, notAllowed('/v1/status', 'GET'));
+
+  server.get(
+    '/healthz',
+    routeOptions,
+    route('/healthz', (_request, format) => {
+      const failure = node.storageFailure();
+      const status = node.status();
+      const health = {
+        status: failure === null ? 'ok' : 'failed',
+        id: status.id,
+        state: status.state,
+        leader: status.leader,
+        ...(failure === null ? {} : { error: { code: failure.code, message: failure.message } }),
+      };
+      return Promise.resolve(objectReply(failure === null ? 200 : 503, health, format));
+    }),
+  );
+  server.any('/healthz', routeOptions, notAllowed('/healthz', 'GET'));
+
+  server.get(
+    '/metrics',
+    routeOptions,
+    route('/metrics', async () => {
+      const { contentType, body } = await node.renderMetrics();
+      return { status: 200, contentType, body };
+    }),
+  );
+  server.any('/metrics', routeOptions, notAllowed('/metrics', 'GET'));
+
+  // --- Membership and leadership ----------------------------------------------------------
+
+  const membersReply = (format: BodyFormat): Reply =>
+    objectReply(200, { members: node.members() }, format);
+
+  server.get(
+    '/v1/members',
+    routeOptions,
+    route('/v1/members', (request, format) => {
+      parseQuery(request.path_query, []);
+      return Promise.resolve(membersReply(format));
+    }),
+  );
+  server.post(
+    '/v1/members',
+    routeOptions,
+    route('/v1/members', async (request, format) => {
+      parseQuery(request.path_query, []);
+      const body = await readBody(request, adminBodyBytesMax);
+      const member = memberRequestOf(parseObjectBody(request.headers['content-type'], body));
+      return onLeader(request, 'admin', body, async (deadline) => {
+        const existing = node.members().find((candidate) => candidate.id === member.id);
+        if (existing !== undefined && (existing.role === 'voter' || member.learner)) {
+          throw new PhantomError(
+            'MEMBER_EXISTS',
+            `Cannot add ${member.id}: it is already a ${existing.role} (${existing.url})`,
+          );
+        }
+        await withDeadline(
+          adminCall(() => node.addMember(member)),
+          deadline,
+          `Adding ${member.id} did not take effect in time; it may still`,
+        );
+        return membersReply(format);
+      });
+    }),
+  );
+  server.any('/v1/members', routeOptions, notAllowed('/v1/members', 'GET, POST'));
+
+  server.delete(
+    '/v1/members/*',
+    routeOptions,
+    route('/v1/members/{id}', (request, format) => {
+      parseQuery(request.path_query, []);
+      const id = memberIdOf(request.path.slice('/v1/members/'.length));
+      return onLeader(request, 'admin', null, async (deadline) => {
+        const members = node.members();
+        if (!members.some((member) => member.id === id)) {
+          throw new PhantomError('UNKNOWN_MEMBER', `Cannot remove ${id}: it is not a member`);
+        }
+        if (id === node.id && members.some((m) => m.role === 'voter' && m.id !== id)) {
+          // A leader that removes itself leaves the cluster leaderless for an election
+          // timeout. Handing over first lets the next leader remove it with no gap; if the
+          // hand-over fails, the removal goes ahead here.
+          const handedOver = await withDeadline(
+            node.transferLeadership(undefined),
+            deadline,
+            'Leadership transfer did not finish in time',
+          ).then(
+            () => true,
+            () => false,
+          );
+          if (handedOver) {
+            throw new PhantomError('NOT_LEADER', `${id} handed leadership over to be removed`);
+          }
+        }
+        await withDeadline(
+          adminCall(() => node.removeMember(id)),
+          deadline,
+          `Removing ${id} did not take effect in time; it may still`,
+        );
+        return membersReply(format);
+      });
+    }),
+  );
+  server.any('/v1/members/*', routeOptions, notAllowed('/v1/members/{id}', 'DELETE'));
+
+  server.post(
+    '/v1/leader/transfer',
+    routeOptions,
+    route('/v1/leader/transfer', async (request, format) => {
+      parseQuery(request.path_query, []);
+      const body = await readBody(request, adminBodyBytesMax);
+      const to = transferTargetOf(parseObjectBody(request.headers['content-type'], body));
+      return onLeader(request, 'admin', body, async (deadline) => {
+        if (to !== undefined) {
+          const member = node.members().find((candidate) => candidate.id === to);
+          if (member === undefined) {
+            throw new PhantomError(
+              'UNKNOWN_MEMBER',
+              `Cannot transfer leadership to ${to}: not a member`,
+            );
+          }
+          if (member.role !== 'voter') {
+            throw new BadRequestError(
+              `Cannot transfer leadership to ${to}: it is a learner, not a voter`,
+            );
+          }
+        }
+        const result = await withDeadline(
+          adminCall(() => node.transferLeadership(to)),
+          deadline,
+          'Leadership transfer did not finish in time',
+        );
+        return objectReply(200, result, format);
+      });
+    }),
+  );
+  server.any('/v1/leader/transfer', routeOptions, notAllowed('/v1/leader/transfer', 'POST'));
+
+  // --- Leader routing ---------------------------------------------------------------------
+
+  async function writeOnLeader(
+    payload: Uint8Array,
+    key: string,
+    format: BodyFormat,
+    deadline: number,
+  ): Promise<Reply> {
+    const { index, term, result } = await withDeadline(
+      node.propose(payload),
+      deadline,
+      'The write was not committed in time; it may still be',
+    );
+    switch (result.kind) {
+      case 'ok':
+        return objectReply(200, { index, term }, format);
+      case 'notFound':
+        return objectReply(
+          404,
+          {
+            error: { code: 'KEY_NOT_FOUND', message: `Key '${shorten(key)}' is absent` },
+            index,
+            term,
+          },
+          format,
+        );
+      case 'preconditionFailed':
+        return objectReply(
+          412,
+          {
+            error: {
+              code: 'PRECONDITION_FAILED',
+              message: `Condition failed on key '${shorten(key)}'; 'current' holds its value`,
+            },
+            index,
+            term,
+            current: currentValue(result.current, format),
+          },
+          format,
+        );
+      case 'invalid':
+        throw result.error;
+    }
+  }
+
+  /**
+   * Runs `execute` here if this node leads, else forwards the request to the leader, looking
+   * for one until the deadline. `kind` says what may be retried after a forward was lost.
+   */
+  async function onLeader(
+    request: Request,
+    kind: 'write' | 'read' | 'admin',
+    body: Uint8Array | null,
+    execute: (deadline: number) => Promise<Reply>,
+  ): Promise<Reply> {
+    const started = performance.now();
+    const forwardedBy = request.headers[forwardedByHeader];
+    let budgetMs = node.requestTimeoutMs;
+    if (forwardedBy !== undefined) {
+      const given = Number(request.headers[timeoutHeader]);
+      if (Number.isFinite(given) && given > 0) budgetMs = Math.min(budgetMs, given);
+    }
+    const deadline = started + budgetMs;
+    let lastProblem = 'no leader is known';
+    for (;;) {
+      const failure = node.storageFailure();
+      if (failure !== null && (kind !== 'read' || node.isLeader())) throw failure;
+      if (node.isLeader()) {
+        try {
+          return await execute(deadline);
+        } catch (error) {
+          if (!isLeadershipChange(error)) throw error;
+          lastProblem = (error as Error).message;
+        }
+      } else if (forwardedBy !== undefined) {
+        // One hop only: the forwarding node looks for the leader again.
+        throw notLeader(node);
+      } else {
+        const leader = node.leader();
+        // Never forward to itself: a node that names itself leader without leading is between
+        // two states of its own.
+        if (leader !== null && leader.id !== node.id) {
+          const outcome = await node.forwarder.forward(
+            leader.url,
+            {
+              method: request.method,
+              pathAndQuery: request.url,
+              contentType: request.headers['content-type'],
+              accept: request.headers['accept'],
+              body,
+            },
+            Math.max(1, deadline - performance.now()),
+          );
+          const reply = forwardedReply(outcome, leader.id);
+          if (reply !== null) {
+            node.metrics.onForward('answered');
+            return reply;
+          }
+          if (outcome.kind === 'lost' && kind !== 'read') {
+            node.metrics.onForward('failed');
+            throw new PhantomError(
+              'PEER_UNREACHABLE',
+              `Forwarded the request to the leader ${leader.id} (${leader.url}) but got no answer (${outcome.error.message}); it may or may not have been applied`,
+            );
+          }
+          node.metrics.onForward('retried');
+          lastProblem =
+            outcome.kind === 'answered'
+              ? `${leader.id} is no longer the leader`
+              : `the leader ${leader.id} (${leader.url}) is unreachable: ${outcome.error.message}`;
+        }
+      }
+      if (performance.now() + leaderPollMs >= deadline) {
+        throw new PhantomError(
+          'NO_LEADER',
+          `No leader could take the request within ${budgetMs} ms (${lastProblem}); retry later`,
+        );
+      }
+      await sleep(leaderPollMs);
+      if (node.isStopping()) {
+        throw new ShutdownError('Cannot complete the request: the node is shutting down');
+      }
+    }
+  }
+}
+
+/**
+ * The answer to a forwarded request that reached a node which is not the leader: always 421
+ * NOT_LEADER (even when no leader is known), which the forwarding node takes as "nothing was
+ * done, look for the leader again", with the leader this node knows of in a header.
+ */
+function notLeader(node: ClientApiNode): PhantomError {
+  const leader = node.leader()?.id ?? '';
+  const message =
+    leader === ''
+      ? `Cannot take a forwarded request: ${node.id} is not the leader and knows none`
+      : `Cannot take a forwarded request: ${node.id} is not the leader; ${leader} is`;
+  return Object.assign(new PhantomError('NOT_LEADER', message), { leader });
+}
+
+/** The leader's answer to pass on, or null when the request should be tried again. */
+function forwardedReply(outcome: ForwardOutcome, leaderId: string): Reply | null {
+  if (outcome.kind !== 'answered') return null;
+  // 421: the target is not the leader (any more) and did nothing; look again.
+  if (outcome.status === 421) return null;
+  return {
+    status: outcome.status,
+    contentType: outcome.headers['content-type'] ?? octetStream,
+    body: outcome.body,
+    headers: { ...withoutContentType(outcome.headers), [forwardedToHeader]: leaderId },
+  };
+}
+
+function withoutContentType(headers: Readonly<Record<string, string>>): Record<string, string> {
+  const rest: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (name !== 'content-type') rest[name] = value;
+  }
+  return rest;
+}
+
+/** Errors that mean "this node is not (or no longer) the leader; nothing was done". */
+function isLeadershipChange(error: unknown): boolean {
+  return (
+    error instanceof NotLeaderError ||
+    (error instanceof PhantomError &&
+      (error.code === 'NOT_LEADER' ||
+        error.code === 'NO_LEADER' ||
+        error.code === 'LEADERSHIP_TRANSFER'))
+  );
+}
+
+/** Library calls of the admin routes: a RangeError there is a request that cannot apply. */
+async function adminCall<T>(call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (error) {
+    if (error instanceof RangeError) throw new BadRequestError(error.message);
+    throw error;
+  }
+}
+
+function valueReply(
+  key: string,
+  value: Uint8Array | undefined,
+  index: number,
+  format: BodyFormat,
+): Reply {
+  if (value === undefined) {
+    return objectReply(
+      404,
+      { error: { code: 'KEY_NOT_FOUND', message: `Key '${shorten(key)}' is absent` }, index },
+      format,
+    );
+  }
+  return {
+    status: 200,
+    contentType: octetStream,
+    body: value,
+    headers: { 'x-phantomdb-index': String(index) },
+  };
+}
+
+/** The current value in a 412: bytes in CBOR; UTF-8 text (when it is) and base64 in JSON. */
+function currentValue(value: Uint8Array | null, format: BodyFormat): unknown {
+  if (value === null) return null;
+  // A Buffer, not a Uint8Array: cbor-x tags typed arrays (tag 64), Buffers are plain bytes.
+  if (format === 'cbor')
+    return { value: Buffer.from(value.buffer, value.byteOffset, value.length) };
+  let text: string | null;
+  try {
+    text = utf8.decode(value);
+  } catch {
+    text = null;
+  }
+  return { value: text, valueBase64: Buffer.from(value).toString('base64') };
+}
+
+function objectReply(status: number, body: unknown, format: BodyFormat): Reply {
+  return format === 'cbor'
+    ? { status, contentType: cborBodyMediaType, body: encodeCbor(body) }
+    : { status, contentType: jsonMediaType, body: JSON.stringify(body) };
+}
+
+function errorReply(error: unknown, format: BodyFormat): Reply {
+  const { status, code, message } = errorReplyOf(error);
+  const headers: Record<string, string> = {};
+  if (status === 503 || status === 429) headers['retry-after'] = '1';
+  const allow = (error as { allow?: unknown } | null)?.allow;
+  if (typeof allow === 'string') headers['allow'] = allow;
+  const leader = (error as { leader?: unknown } | null)?.leader;
+  if (status === 421 && typeof leader === 'string') headers[leaderHeader] = leader;
+  return { ...objectReply(status, { error: { code, message } }, format), headers };
+}
+
+function logError(logger: Logger, error: unknown, reply: Reply, request: Request): void {
+  const { status } = reply;
+  const fields = { status, method: request.method, path: request.path };
+  if (status >= 500) {
+    const { code, message } = errorReplyOf(error);
+    logger.error({ ...fields, code, err: error }, message);
+  } else if (logger.isLevelEnabled('debug')) {
+    logger.debug({ ...fields, code: errorReplyOf(error).code }, (error as Error).message);
+  }
+}
+
+function write(response: Response, reply: Reply): void {
+  if (response.completed) return;
+  if (response.initiated) {
+    response.close();
+    return;
+  }
+  response.status(reply.status);
+  response.header('content-type', reply.contentType);
+  if (reply.headers !== undefined) {
+    for (const [name, value] of Object.entries(reply.headers)) response.header(name, value);
+  }
+  const { body } = reply;
+  response.send(
+    typeof body === 'string' ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength),
+  );
+}
+
+/** Resolves or rejects as `promise` does, or rejects with TimeoutError at `deadline`. */
+function withDeadline<T>(promise: Promise<T>, deadline: number, message: string): Promise<T> {
+  const remainingMs = deadline - performance.now();
+  // Whatever happens to it later must not become an unhandled rejection.
+  promise.catch(() => undefined);
+  if (remainingMs <= 0) return Promise.reject(new TimeoutError(message));
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new TimeoutError(message)), remainingMs);
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        reject(error instanceof Error ? error : new Error(String(error)));
+      },
+    );
+  });
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function shorten(key: string): string {
+  return key.length <= 64 ? key : `${key.slice(0, 64)}...`;
+}

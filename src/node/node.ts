@@ -1,0 +1,518 @@
+/**
+ * PhantomNode: one running PhantomDB server. It wires the library's parts into a process that
+ * people run (`npm start`, `phantomdb`):
+ *
+ * ```
+ * client ─HTTP─> api.ts ─(follower: forwarder.ts ─HTTP─> leader)
+ *                  │
+ *                  └─> RaftConsensus ─> FilePersistence (WAL fsync) ‖ HttpPeerTransport ─> peers
+ *                          │
+ *                          └─ committed ─> KvStateMachine ─> reply
+ * ```
+ *
+ * One hyper-express listener carries both the client API and the peer RPCs (`/raft/*`). The
+ * membership lives in the data directory (RaftConsensus stores the bootstrap members as a
+ * snapshot at index 0, changes go through the log), so a restarted node ignores `--peers`.
+ *
+ * @example
+ * ```ts
+ * const parsed = parseNodeConfig(['--id', 'n1', '--data-dir', '/tmp/n1'], {});
+ * if (!parsed.help) {
+ *   const node = await PhantomNode.start(parsed.config);
+ *   // ... curl -X PUT http://127.0.0.1:7001/v1/kv/x -d 1
+ *   await node.stop();
+ * }
+ * ```
+ */
+import { performance } from 'node:perf_hooks';
+import { Server } from 'hyper-express';
+import type { Logger } from 'pino';
+import { resolveKvLimits, type KvLimits } from '../config.js';
+import { RaftConsensus, type RaftNodeInfo } from '../consensus/raft-consensus.js';
+import {
+  BadRequestError,
+  NotLeaderError,
+  PhantomError,
+  ShutdownError,
+  StorageError,
+} from '../errors.js';
+import { KvStateMachine, type KvResult } from '../kv/state-machine.js';
+import { FilePersistence } from '../storage/file-persistence.js';
+import { nodeFs, type StorageFs } from '../storage/fs.js';
+import { HttpPeerTransport, PeerUnreachableError } from '../transport/client.js';
+import { closeServer, installErrorHandlers } from '../transport/http.js';
+import { mountPeerRoutes, type PeerRoutes } from '../transport/server.js';
+import { mountClientApi, type ClientApiNode, type MemberStatus, type NodeStatus } from './api.js';
+import type { NodeConfig } from './config.js';
+import { LeaderForwarder } from './forwarder.js';
+import { createNodeLogger } from './logger.js';
+import { NodeMetrics } from './metrics.js';
+import type { MemberRequest } from './request.js';
+import { timedFs } from './timed-fs.js';
+
+/** The command name of key-value entries in the Raft log. */
+export const kvCommand = 'kv';
+
+/** Options of {@link PhantomNode.start} beyond the flags. */
+export interface PhantomNodeOptions {
+  /** Where logs go. Default: pino on stdout at `config.logLevel`. */
+  readonly logger?: Logger;
+  /** The storage's file system (tests inject disk faults). Default: the real one. */
+  readonly fs?: StorageFs;
+  /** Key and value size limits. Default: src/config.ts `kvDefaults`. */
+  readonly kvLimits?: Partial<KvLimits>;
+}
+
+/** A running node; see the module comment. */
+export class PhantomNode implements ClientApiNode {
+  readonly id: string;
+  readonly kvLimits: KvLimits;
+  readonly requestTimeoutMs: number;
+  readonly logger: Logger;
+  readonly metrics: NodeMetrics;
+  readonly forwarder: LeaderForwarder;
+  /** The URL this node listens on. */
+  readonly url: string;
+
+  private readonly config: NodeConfig;
+  private readonly persistence: FilePersistence;
+  private readonly kv: KvStateMachine;
+  private readonly raft: RaftConsensus;
+  private readonly transport: HttpPeerTransport;
+  private readonly server: Server;
+  private readonly peerRoutes: PeerRoutes;
+  private watcher: NodeJS.Timeout | null = null;
+  private inFlight = 0;
+  private stopping: Promise<void> | null = null;
+  /** Set when storage failed: writes are refused from then on. */
+  private storageError: PhantomError | null = null;
+  /** The leader last logged ('' for none, which is also how a node starts). */
+  private lastLeader = '';
+  private lastMembers = '';
+
+  private constructor(config: NodeConfig, options: PhantomNodeOptions) {
+    this.config = config;
+    this.id = config.id;
+    this.kvLimits = resolveKvLimits(options.kvLimits);
+    this.requestTimeoutMs = config.requestTimeoutMs;
+    this.url = `http://${config.listenHost.includes(':') ? `[${config.listenHost}]` : config.listenHost}:${config.listenPort}`;
+    this.logger = options.logger ?? createNodeLogger(config.id, config.logLevel);
+    this.kv = new KvStateMachine({ limits: this.kvLimits });
+    this.metrics = new NodeMetrics({
+      nodeId: config.id,
+      raft: () => {
+        const status = this.raft.status();
+        return { ...status, members: status.members.length };
+      },
+      storage: () => this.persistence.stats(),
+      keys: () => this.kv.size,
+    });
+    this.persistence = new FilePersistence({
+      dir: config.dataDir,
+      fs: timedFs(options.fs ?? nodeFs, (seconds, failed) =>
+        this.metrics.onDatasync(seconds, failed),
+      ),
+      onWarning: (message) => this.logger.warn({ dataDir: config.dataDir }, message),
+    });
+    this.raft = new RaftConsensus(config.id, config.peers.map(nodeInfoOf), {
+      persistence: this.persistence,
+      tickIntervalMs: config.tickMs,
+      limits: { electionTicks: config.electionTicks, heartbeatTicks: config.heartbeatTicks },
+      proposalTimeoutMs: config.requestTimeoutMs,
+      snapshotEveryEntries: config.snapshotEntries,
+      compactKeepEntries: config.snapshotKeepEntries,
+      join: config.join,
+      trace: (event, fields) => this.onTrace(event, fields),
+      onError: (error) => this.onRaftError(error),
+    });
+    this.raft.registerApplyCommandCallback((command, data, entry) =>
+      this.apply(command, data, entry.index),
+    );
+    this.raft.registerSnapshotCallbacks({
+      take: () => this.kv.snapshot(),
+      restore: (data) => this.kv.restore(data),
+    });
+    this.transport = new HttpPeerTransport({ logger: this.logger.child({ component: 'peers' }) });
+    this.raft.registerSendCallback((_to, message, data) => this.transport.send(message, data));
+    this.forwarder = new LeaderForwarder({ nodeId: config.id });
+
+    this.server = new Server({ auto_close: false });
+    this.peerRoutes = mountPeerRoutes(this.server, {
+      handler: (message, data) => this.raft.handleMessage(message, data),
+      logger: this.logger.child({ component: 'peers' }),
+      localId: config.id,
+    });
+    mountClientApi(this.server, this);
+    installErrorHandlers(this.server, this.logger);
+  }
+
+  /**
+   * Opens storage (recovering the log and membership), starts Raft and listens. Rejects when
+   * the data directory is locked by another process or corrupt, or the address is taken;
+   * nothing is left running then.
+   */
+  static async start(config: NodeConfig, options: PhantomNodeOptions = {}): Promise<PhantomNode> {
+    const node = new PhantomNode(config, options);
+    await node.open();
+    return node;
+  }
+
+  private async open(): Promise<void> {
+    const { config, logger } = this;
+    logger.info(
+      { dataDir: config.dataDir, join: config.join, listen: this.url },
+      `Starting node ${config.id}`,
+    );
+    const started = performance.now();
+    try {
+      await this.raft.initialize();
+    } catch (error) {
+      await this.closeNetwork();
+      throw error;
+    }
+    // The peer address book comes from the recovered membership, before any vote goes out.
+    this.watch();
+    this.watcher = setInterval(() => this.watch(), config.tickMs);
+    const recovery = this.persistence.recovery;
+    if (recovery !== null) {
+      logger.info(
+        {
+          segments: recovery.segments,
+          entries: recovery.entries,
+          snapshotIndex: recovery.snapshotIndex,
+          tornTail: recovery.tornTail,
+          ms: Math.round(performance.now() - started),
+        },
+        'Storage recovered',
+      );
+    }
+    try {
+      await listenExclusively(this.server, config.listenPort, config.listenHost);
+    } catch (error) {
+      clearInterval(this.watcher);
+      await this.raft.shutdown();
+      await this.closeNetwork();
+      throw new Error(
+        `Cannot listen on ${config.listenHost}:${config.listenPort}: the address is in use or not local (${String(error)})`,
+        { cause: error },
+      );
+    }
+    const members = this.members();
+    if (members.length === 0) {
+      logger.info(
+        { url: this.url },
+        `Listening on ${this.url}; waiting to be added: curl -X POST <member>/v1/members -H 'content-type: application/json' -d '{"id":"${config.id}","url":"${this.url}"}'`,
+      );
+    } else {
+      logger.info(
+        { url: this.url, members },
+        `Listening on ${this.url}; try: curl -X PUT ${this.url}/v1/kv/hello -d world && curl ${this.url}/v1/kv/hello`,
+      );
+    }
+  }
+
+  /**
+   * Stops gracefully: stops accepting connections and requests, hands leadership to another
+   * voter if this node leads, lets requests in flight finish (up to the request timeout),
+   * waits for the fsync in flight, closes storage and every socket. Idempotent.
+   */
+  stop(): Promise<void> {
+    this.stopping ??= this.shutdown();
+    return this.stopping;
+  }
+
+  private async shutdown(): Promise<void> {
+    const { logger } = this;
+    logger.info({ inFlight: this.inFlight }, `Stopping node ${this.id}`);
+    this.server.close();
+    if (this.watcher !== null) clearInterval(this.watcher);
+    this.watcher = null;
+    await this.handOverLeadership();
+    const deadline = performance.now() + this.requestTimeoutMs;
+    while (this.inFlight > 0 && performance.now() < deadline) await sleep(10);
+    await this.raft.shutdown();
+    await this.closeNetwork();
+    logger.info({ inFlight: this.inFlight }, `Stopped node ${this.id}`);
+  }
+
+  /** A leader that stops hands over first, so the cluster need not wait an election timeout. */
+  private async handOverLeadership(): Promise<void> {
+    const others = this.members().filter((m) => m.role === 'voter' && m.id !== this.id);
+    if (!this.isLeader() || others.length === 0 || this.storageFailure() !== null) return;
+    const budgetMs = this.config.electionTicks * this.config.tickMs;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        this.raft.transferLeadership(),
+        new Promise((_resolve, reject) => {
+          timer = setTimeout(() => reject(new Error(`not done within ${budgetMs} ms`)), budgetMs);
+        }),
+      ]);
+      this.logger.info({ leader: this.raft.getLeader() }, 'Handed leadership over before stopping');
+    } catch (error) {
+      this.logger.warn({ err: error }, 'Could not hand leadership over before stopping');
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private async closeNetwork(): Promise<void> {
+    this.peerRoutes.close();
+    await this.transport.close().catch(() => undefined);
+    await this.forwarder.close().catch(() => undefined);
+    closeServer(this.server);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // ClientApiNode
+
+  isStopping(): boolean {
+    return this.stopping !== null;
+  }
+
+  storageFailure(): PhantomError | null {
+    return this.persistence.failed ?? this.storageError;
+  }
+
+  isLeader(): boolean {
+    return this.raft.getState() === 'leader';
+  }
+
+  leader(): { id: string; url: string } | null {
+    const id = this.raft.getLeader();
+    if (id === '') return null;
+    if (id === this.id) return { id, url: this.url };
+    const member = this.raft.getMembers().find((candidate) => candidate.id === id);
+    return member === undefined || member.url === '' ? null : { id, url: member.url };
+  }
+
+  localGet(key: string): Uint8Array | undefined {
+    return this.kv.get(key);
+  }
+
+  appliedIndex(): number {
+    return this.raft.getLastApplied();
+  }
+
+  async propose(payload: Uint8Array): Promise<{ index: number; term: number; result: KvResult }> {
+    try {
+      const { index, term, result } = await this.raft.submitCommand(kvCommand, payload);
+      this.metrics.onProposal(true);
+      return { index, term, result: result as KvResult };
+    } catch (error) {
+      const refused =
+        error instanceof NotLeaderError ||
+        (error instanceof PhantomError && error.code === 'LEADERSHIP_TRANSFER');
+      if (!refused) this.metrics.onProposal(false);
+      throw error;
+    }
+  }
+
+  readBarrier(): Promise<{ index: number }> {
+    return this.raft.linearizableRead();
+  }
+
+  members(): MemberStatus[] {
+    return this.raft.getMembers().map(({ id, url, role }) => ({ id, url, role }));
+  }
+
+  async addMember(member: MemberRequest): Promise<void> {
+    await this.raft.addMember(nodeInfoOf(member), { learner: member.learner });
+  }
+
+  async removeMember(id: string): Promise<void> {
+    await this.raft.removeMember(id);
+  }
+
+  async transferLeadership(to: string | undefined): Promise<{ leader: string; term: number }> {
+    await this.raft.transferLeadership(to);
+    return { leader: this.raft.getLeader(), term: this.raft.getCurrentTerm() };
+  }
+
+  status(): NodeStatus {
+    const status = this.raft.status();
+    const leader = this.leader();
+    const failure = this.storageFailure();
+    return {
+      id: status.id,
+      url: this.url,
+      state: status.state,
+      term: status.term,
+      leader: status.leader,
+      leaderUrl: leader?.url ?? '',
+      commitIndex: status.commitIndex,
+      lastApplied: status.lastApplied,
+      members: status.members.map(({ id, url, role }) => ({ id, url, role })),
+      keys: this.kv.size,
+      storageError: failure === null ? null : { code: failure.code, message: failure.message },
+    };
+  }
+
+  renderMetrics(): Promise<{ contentType: string; body: string }> {
+    return this.metrics.render();
+  }
+
+  beginRequest(): () => void {
+    this.inFlight++;
+    let done = false;
+    return () => {
+      if (!done) this.inFlight--;
+      done = true;
+    };
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Raft callbacks
+
+  /** Applies one committed command; the result goes back to the proposer through Raft. */
+  private apply(command: string, data: string | Uint8Array, index: number): KvResult {
+    // Entries without a key-value command (leader no-ops, membership changes) still take an
+    // index; the state machine counts them as skipped so its applied index stays exact.
+    for (let skipped = this.kv.appliedIndex + 1; skipped < index; skipped++) {
+      this.kv.skip(skipped);
+    }
+    if (command !== kvCommand || typeof data === 'string') {
+      this.kv.skip(index);
+      return {
+        kind: 'invalid',
+        index,
+        error: new BadRequestError(`Cannot apply entry ${index}: unknown command '${command}'`),
+      };
+    }
+    return this.kv.apply(index, data);
+  }
+
+  private onRaftError(error: unknown): void {
+    if (error instanceof PeerUnreachableError) {
+      this.metrics.onRpcError(error.peerId, error.reason);
+      return;
+    }
+    if (error instanceof ShutdownError) return;
+    if (error instanceof StorageError) {
+      if (this.storageError === null) {
+        this.storageError = error;
+        this.logger.error(
+          { err: error, code: error.code, dataDir: this.config.dataDir },
+          `Storage failed; this node takes no more writes and serves stale reads only: ${error.message}`,
+        );
+      }
+      return;
+    }
+    if (error instanceof PhantomError && error.code === 'UNKNOWN_MEMBER') {
+      this.metrics.onRpcError('unknown', 'unknownMember');
+      return;
+    }
+    this.logger.warn({ err: error }, 'Raft reported a problem');
+  }
+
+  private onTrace(event: string, fields: Record<string, unknown>): void {
+    switch (event) {
+      case 'becomeCandidate':
+        this.logger.info({ term: fields['term'] }, `Campaigning in term ${String(fields['term'])}`);
+        break;
+      case 'checkQuorumFailed':
+        this.logger.warn(
+          { term: fields['term'] },
+          'Stepping down: no quorum answered within an election timeout',
+        );
+        break;
+      case 'transferStart':
+        this.logger.info(
+          { to: fields['to'] },
+          `Transferring leadership to ${String(fields['to'])}`,
+        );
+        break;
+      case 'transferAbort':
+        // 'role change' is the transfer succeeding: this node stepped down for the target.
+        if (fields['reason'] !== 'role change') {
+          this.logger.warn(fields, `Leadership transfer given up: ${String(fields['reason'])}`);
+        }
+        break;
+      case 'snapshotInstall':
+        this.logger.info(
+          { index: fields['index'], term: fields['term'] },
+          "Installing the leader's snapshot",
+        );
+        break;
+      case 'confChange':
+        // The member directory is up to date by now: give new peers an address at once
+        // rather than at the next tick.
+        setImmediate(() => {
+          if (this.watcher !== null) this.watch();
+        });
+        break;
+      case 'removedLeaderStepsDown':
+        this.logger.info(fields, 'Removed from the cluster while leading; stepping down');
+        break;
+      default:
+        break;
+    }
+  }
+
+  /** Each tick: log leader changes, and follow membership changes in the peer address book. */
+  private watch(): void {
+    const leader = this.raft.getLeader();
+    if (leader !== this.lastLeader) {
+      this.lastLeader = leader;
+      const term = this.raft.getCurrentTerm();
+      const message =
+        leader === ''
+          ? 'No leader known'
+          : leader === this.id
+            ? `Leading in term ${term}`
+            : `Following leader ${leader} in term ${term}`;
+      this.logger.info({ leader, term, state: this.raft.getState() }, message);
+    }
+    const members = this.raft.getMembers();
+    const signature = members.map((m) => `${m.id}=${m.url}:${m.role}`).join(',');
+    if (signature !== this.lastMembers) {
+      this.lastMembers = signature;
+      const peers = new Map<string, string>();
+      for (const member of members) {
+        if (member.id !== this.id && member.url !== '') peers.set(member.id, member.url);
+      }
+      try {
+        this.transport.setPeers(peers);
+      } catch (error) {
+        this.logger.error({ err: error }, 'Cannot update the peer address book');
+      }
+      this.logger.info(
+        { members: members.map(({ id, url, role }) => ({ id, url, role })) },
+        `Membership: ${members.map((m) => `${m.id}${m.role === 'learner' ? ' (learner)' : ''}`).join(', ') || 'none'}`,
+      );
+    }
+  }
+}
+
+function nodeInfoOf(peer: { readonly id: string; readonly url: string }): RaftNodeInfo {
+  const parsed = new URL(peer.url);
+  const port = parsed.port === '' ? (parsed.protocol === 'https:' ? 443 : 80) : Number(parsed.port);
+  return { id: peer.id, host: parsed.hostname, port, url: parsed.origin };
+}
+
+/** uWebSockets.js's listen option that refuses a port another socket holds. */
+const listenExclusivePort = 1;
+
+/**
+ * Listens like `server.listen`, but refuses a port already taken. uWebSockets.js sets
+ * SO_REUSEPORT by default, so a second node started on a taken port would silently share it,
+ * each getting some of the connections; hyper-express has no way to pass the option, so its
+ * call to the uWS app's listen is redirected for this one call.
+ */
+async function listenExclusively(server: Server, port: number, host: string): Promise<void> {
+  const app = server.uws_instance as unknown as {
+    listen: (...args: unknown[]) => unknown;
+  };
+  const listen = app.listen;
+  app.listen = (listenHost: unknown, listenPort: unknown, callback: unknown) =>
+    listen.call(app, listenHost, listenPort, listenExclusivePort, callback);
+  try {
+    await server.listen(port, host);
+  } finally {
+    app.listen = listen;
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
