@@ -226,3 +226,55 @@ export function resolveConflictLimits(overrides: Partial<ConflictLimits> = {}): 
   checkInteger('siblingsMax', limits.siblingsMax, 1, 65_536);
   return limits;
 }
+
+/** Tunables of replication between regions (src/replication). */
+export interface ReplicationLimits {
+  /** Writes in one shipped batch. */
+  readonly batchWritesMax: number;
+  /** Value bytes in one shipped batch (at least one write is always shipped). */
+  readonly batchBytesMax: number;
+  /** Largest `/v1/replication/batch` body a receiver accepts. */
+  readonly batchBodyBytesMax: number;
+  /** An idle leader probes each region this often (connectivity, round trip, position). */
+  readonly heartbeatIntervalMs: number;
+  /** Deadline of one request to a region; a batch's includes the receiver's commit. */
+  readonly requestTimeoutMs: number;
+  /** How long a sync or semi-sync write waits for its regions before failing or falling back. */
+  readonly replicationTimeoutMs: number;
+  /** How often the leader records acknowledged positions through Raft (durable cursors). */
+  readonly cursorRecordIntervalMs: number;
+  /** First delay before a failing region is tried again; doubles per failure, with jitter. */
+  readonly backoffBaseMs: number;
+  /** Longest delay before a failing region is tried again. */
+  readonly backoffMaxMs: number;
+}
+
+/** Defaults of {@link ReplicationLimits}, for regions a WAN round trip apart. */
+export const replicationDefaults: ReplicationLimits = {
+  batchWritesMax: 1024,
+  batchBytesMax: 1024 * 1024,
+  batchBodyBytesMax: 16 * 1024 * 1024,
+  heartbeatIntervalMs: 500,
+  requestTimeoutMs: 5_000,
+  replicationTimeoutMs: 2_000,
+  cursorRecordIntervalMs: 1_000,
+  backoffBaseMs: 100,
+  backoffMaxMs: 5_000,
+};
+
+/** Fills in defaults and validates; throws RangeError on the first bad field. */
+export function resolveReplicationLimits(
+  overrides: Partial<ReplicationLimits> = {},
+): ReplicationLimits {
+  const limits = { ...replicationDefaults, ...overrides };
+  checkInteger('batchWritesMax', limits.batchWritesMax, 1, 1_000_000);
+  checkInteger('batchBytesMax', limits.batchBytesMax, 1);
+  checkInteger('batchBodyBytesMax', limits.batchBodyBytesMax, 1024);
+  checkInteger('heartbeatIntervalMs', limits.heartbeatIntervalMs, 1);
+  checkInteger('requestTimeoutMs', limits.requestTimeoutMs, 1);
+  checkInteger('replicationTimeoutMs', limits.replicationTimeoutMs, 1);
+  checkInteger('cursorRecordIntervalMs', limits.cursorRecordIntervalMs, 1);
+  checkInteger('backoffBaseMs', limits.backoffBaseMs, 0);
+  checkInteger('backoffMaxMs', limits.backoffMaxMs, limits.backoffBaseMs);
+  return limits;
+}

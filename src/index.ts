@@ -9,3 +9,4 @@ export * from './storage/index.js';
 export { RaftCore, decodeConfChange, encodeConfChange } from './raft/index.js';
 export type { ProgressStatus, RaftCoreOptions, RaftStatus } from './raft/index.js';
 export * from './consensus/index.js';
+export * from './replication/index.js';

@@ -1,6 +1,7 @@
 /**
  * RaftConsensus (the seed's class: the Raft core driven with real timers, persistence and
- * transport callbacks) and the in-process transport that connects several of them.
+ * transport callbacks), the in-process transport that connects several of them, and the
+ * ConsensusManager facade over consensus, replication between regions and conflict resolution.
  */
 export { RaftConsensus, decodeCommand, encodeCommand } from './raft-consensus.js';
 export type {
@@ -20,4 +21,6 @@ export type {
   SnapshotCallbacks,
 } from './raft-consensus.js';
 export { LinkDownError, LocalTransport } from './local-transport.js';
+export { ConsensusManager } from './consensus-manager.js';
+export type { ConsensusConfig, WriteOutcome } from './consensus-manager.js';
 export type { LocalTransportOptions, LocalTransportStats } from './local-transport.js';

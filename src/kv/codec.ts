@@ -341,7 +341,7 @@ class Writer {
 }
 
 /** Bounds-checked little-endian reader; every failure goes through `makeError`. */
-class Reader {
+export class Reader {
   private readonly view: DataView;
   private at = 0;
 

@@ -12,6 +12,9 @@
  * | `POST /v1/members`           | `{id, url, learner?}`: 200 `{members}` once in force       |
  * | `DELETE /v1/members/{id}`    | 200 `{members}` once in force                              |
  * | `POST /v1/leader/transfer`   | `{to?}`: 200 `{leader, term}` once the new leader leads    |
+ * | `GET /v1/regions`            | replication status of every region (the leader's view)     |
+ * | `POST /v1/regions`           | `{id, url, primary?}`: 200 `{regions}` once in force       |
+ * | `DELETE /v1/regions/{id}`    | 200 `{regions}` once in force; 404 UNKNOWN_REGION          |
  * | `GET /healthz`, `/metrics`   | liveness; Prometheus text                                  |
  *
  * Writes, linearizable reads and admin requests run on the leader: a follower forwards them
@@ -19,6 +22,12 @@
  * deadline; then 503 NO_LEADER with Retry-After. Bodies are JSON unless the client asks for
  * CBOR (`Accept` or `Content-Type: application/cbor`); errors are `{"error":{"code","message"}}`
  * with the status of `httpStatusByCode`.
+ *
+ * Writes answer once the replication strategy is satisfied, with the receipt in
+ * `replication` when there are regions; when their regions do not acknowledge in time (and the fallback is `fail`)
+ * they answer 503 REGION_UNAVAILABLE with `index`, `term` and `replication`: the write is
+ * committed here and still ships. A key that holds concurrent writes (MULTI_VALUE siblings)
+ * is read as 300 Multiple Choices listing every sibling.
  */
 import { performance } from 'node:perf_hooks';
 import { encode as encodeCbor } from 'cbor-x';
@@ -32,8 +41,18 @@ import {
   ShutdownError,
   TimeoutError,
 } from '../errors.js';
-import type { KvResult } from '../kv/state-machine.js';
+import type { Version } from '../conflict/dvv.js';
+import { formatHlc } from '../conflict/hlc.js';
+import type { WriteOutcome } from '../consensus/consensus-manager.js';
 import { encodeDelete, encodePut } from '../kv/codec.js';
+import {
+  ReplicationTimeoutError,
+  type Region,
+  type RegionInfo,
+  type ReplicationFallback,
+  type ReplicationStatus,
+  type ReplicationStrategy,
+} from '../replication/types.js';
 import {
   cborBodyMediaType,
   errorReplyOf,
@@ -58,6 +77,8 @@ import {
   memberIdOf,
   memberRequestOf,
   parseQuery,
+  regionIdOf,
+  regionRequestOf,
   parseObjectBody,
   textOf,
   transferTargetOf,
@@ -87,8 +108,24 @@ export interface NodeStatus {
   readonly members: readonly MemberStatus[];
   /** Keys held by this node's state machine. */
   readonly keys: number;
+  /** This cluster's region. */
+  readonly region: string;
+  /** The replication strategy writes through this node use. */
+  readonly replicationStrategy: ReplicationStrategy;
   /** Why the node stopped taking writes, or null while its storage is healthy. */
   readonly storageError: { readonly code: string; readonly message: string } | null;
+}
+
+/** `GET /v1/regions`: this region's replication settings and each region's status. */
+export interface RegionsStatus {
+  readonly region: string;
+  readonly strategy: ReplicationStrategy;
+  readonly fallback: ReplicationFallback;
+  readonly conflictStrategy: string;
+  /** The primary region's id ('' when none). */
+  readonly primary: string;
+  readonly allConnected: boolean;
+  readonly regions: readonly ReplicationStatus[];
 }
 
 /** What the API needs from the node it serves (PhantomNode implements it). */
@@ -108,10 +145,15 @@ export interface ClientApiNode {
   leader(): { readonly id: string; readonly url: string } | null;
   /** The value of `key` in the local state machine. */
   localGet(key: string): Uint8Array | undefined;
+  /** Every sibling of `key` in the local state machine (undefined when never written). */
+  localVersion(key: string): Version | undefined;
   /** Index of the last entry applied locally. */
   appliedIndex(): number;
-  /** Leader only: proposes a key-value command; resolves once committed and applied here. */
-  propose(payload: Uint8Array): Promise<{ index: number; term: number; result: KvResult }>;
+  /**
+   * Leader only: proposes a key-value command; resolves once committed and applied here and
+   * replicated as the strategy says (ReplicationTimeoutError when regions did not acknowledge).
+   */
+  propose(payload: Uint8Array): Promise<WriteOutcome>;
   /** Leader only: resolves once reading the local state machine is linearizable. */
   readBarrier(): Promise<{ index: number }>;
   members(): MemberStatus[];
@@ -121,6 +163,14 @@ export interface ClientApiNode {
   removeMember(id: string): Promise<void>;
   /** Leader only: hands leadership over; resolves with the new leader and its term. */
   transferLeadership(to: string | undefined): Promise<{ leader: string; term: number }>;
+  /** The regions this region replicates to. */
+  regions(): Region[];
+  /** Replication settings and per-region status (live on the leader). */
+  regionsStatus(): RegionsStatus;
+  /** Leader only: adds or updates a region; resolves once in force. */
+  addRegion(region: RegionInfo): Promise<boolean>;
+  /** Leader only: removes a region; resolves false when there is none with this id. */
+  removeRegion(id: string): Promise<boolean>;
   status(): NodeStatus;
   /** Metrics text. */
   renderMetrics(): Promise<{ contentType: string; body: string }>;
@@ -244,7 +294,9 @@ export function mountClientApi(server: Server, node: ClientApiNode): void {
       const consistency =
         consistencyBytes === undefined ? 'linearizable' : textOf('consistency', consistencyBytes);
       if (consistency === 'stale') {
-        return Promise.resolve(valueReply(key, node.localGet(key), node.appliedIndex(), format));
+        return Promise.resolve(
+          valueReply(key, node.localVersion(key), node.appliedIndex(), format),
+        );
       }
       if (consistency !== 'linearizable') {
         throw new BadRequestError(
@@ -257,7 +309,7 @@ export function mountClientApi(server: Server, node: ClientApiNode): void {
           deadline,
           'The read was not confirmed by a quorum in time',
         );
-        return valueReply(key, node.localGet(key), index, format);
+        return valueReply(key, node.localVersion(key), index, format);
       });
     }),
   );
@@ -413,6 +465,62 @@ export function mountClientApi(server: Server, node: ClientApiNode): void {
   );
   server.any('/v1/leader/transfer', routeOptions, notAllowed('/v1/leader/transfer', 'POST'));
 
+  // --- Regions ----------------------------------------------------------------------------
+
+  const regionsReply = (format: BodyFormat): Reply =>
+    objectReply(200, { regions: node.regions() }, format);
+
+  server.get(
+    '/v1/regions',
+    routeOptions,
+    route('/v1/regions', (request, format) => {
+      parseQuery(request.path_query, []);
+      // The leader ships to the regions: only its view is live.
+      return onLeader(request, 'read', null, () =>
+        Promise.resolve(objectReply(200, node.regionsStatus(), format)),
+      );
+    }),
+  );
+  server.post(
+    '/v1/regions',
+    routeOptions,
+    route('/v1/regions', async (request, format) => {
+      parseQuery(request.path_query, []);
+      const body = await readBody(request, adminBodyBytesMax);
+      const region = regionRequestOf(parseObjectBody(request.headers['content-type'], body));
+      return onLeader(request, 'admin', body, async (deadline) => {
+        await withDeadline(
+          adminCall(() => node.addRegion(region)),
+          deadline,
+          `Adding region ${region.id} did not take effect in time; it may still`,
+        );
+        return regionsReply(format);
+      });
+    }),
+  );
+  server.any('/v1/regions', routeOptions, notAllowed('/v1/regions', 'GET, POST'));
+
+  server.delete(
+    '/v1/regions/*',
+    routeOptions,
+    route('/v1/regions/{id}', (request, format) => {
+      parseQuery(request.path_query, []);
+      const id = regionIdOf(request.path.slice('/v1/regions/'.length));
+      return onLeader(request, 'admin', null, async (deadline) => {
+        const removed = await withDeadline(
+          adminCall(() => node.removeRegion(id)),
+          deadline,
+          `Removing region ${id} did not take effect in time; it may still`,
+        );
+        if (!removed) {
+          throw new PhantomError('UNKNOWN_REGION', `Cannot remove region ${id}: there is none`);
+        }
+        return regionsReply(format);
+      });
+    }),
+  );
+  server.any('/v1/regions/*', routeOptions, notAllowed('/v1/regions/{id}', 'DELETE'));
+
   // --- Leader routing ---------------------------------------------------------------------
 
   async function writeOnLeader(
@@ -421,14 +529,42 @@ export function mountClientApi(server: Server, node: ClientApiNode): void {
     format: BodyFormat,
     deadline: number,
   ): Promise<Reply> {
-    const { index, term, result } = await withDeadline(
-      node.propose(payload),
-      deadline,
-      'The write was not committed in time; it may still be',
-    );
+    let outcome: WriteOutcome;
+    try {
+      outcome = await withDeadline(
+        node.propose(payload),
+        deadline,
+        'The write was not committed in time; it may still be',
+      );
+    } catch (error) {
+      if (!(error instanceof ReplicationTimeoutError)) throw error;
+      // Committed here, not acknowledged by the regions it had to reach: say both.
+      const { receipt } = error;
+      return {
+        ...objectReply(
+          503,
+          {
+            error: { code: error.code, message: error.message },
+            index: receipt.index,
+            term: receipt.term,
+            replication: receipt,
+          },
+          format,
+        ),
+        headers: { 'retry-after': '1' },
+      };
+    }
+    const { index, term, result, replication } = outcome;
     switch (result.kind) {
       case 'ok':
-        return objectReply(200, { index, term }, format);
+        // Without regions the answer is the contract's `{index, term}` exactly.
+        return objectReply(
+          200,
+          replication === null || replication.acknowledged.length + replication.pending.length === 0
+            ? { index, term }
+            : { index, term, replication },
+          format,
+        );
       case 'notFound':
         return objectReply(
           404,
@@ -595,13 +731,33 @@ async function adminCall<T>(call: () => Promise<T>): Promise<T> {
   }
 }
 
+/**
+ * A read: 200 with the value's bytes; 404 when absent (or deleted); 300 Multiple Choices when
+ * the key holds concurrent writes (MULTI_VALUE siblings): `{key, index, siblings}`, each
+ * sibling `{value, valueBase64, deleted, region, hlc, dot}` in JSON (value as bytes in CBOR),
+ * newest first.
+ */
 function valueReply(
   key: string,
-  value: Uint8Array | undefined,
+  version: Version | undefined,
   index: number,
   format: BodyFormat,
 ): Reply {
-  if (value === undefined) {
+  const newest = version?.siblings[0];
+  if (version !== undefined && version.siblings.length > 1) {
+    const siblings = version.siblings.map((write) => ({
+      ...siblingValue(write.value, format),
+      deleted: write.value === null,
+      region: write.region,
+      hlc: formatHlc(write.hlc),
+      dot: `${write.dot.node}:${write.dot.counter}`,
+    }));
+    return {
+      ...objectReply(300, { key, index, siblings }, format),
+      headers: { 'x-phantomdb-index': String(index) },
+    };
+  }
+  if (newest === undefined || newest.value === null) {
     return objectReply(
       404,
       { error: { code: 'KEY_NOT_FOUND', message: `Key '${shorten(key)}' is absent` }, index },
@@ -611,9 +767,17 @@ function valueReply(
   return {
     status: 200,
     contentType: octetStream,
-    body: value,
+    body: newest.value,
     headers: { 'x-phantomdb-index': String(index) },
   };
+}
+
+/** A sibling's value: bytes in CBOR; UTF-8 text (when it is) and base64 in JSON. */
+function siblingValue(value: Uint8Array | null, format: BodyFormat): Record<string, unknown> {
+  if (value === null)
+    return format === 'cbor' ? { value: null } : { value: null, valueBase64: null };
+  const current = currentValue(value, format) as Record<string, unknown>;
+  return current;
 }
 
 /** The current value in a 412: bytes in CBOR; UTF-8 text (when it is) and base64 in JSON. */

@@ -8,6 +8,8 @@
  */
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { ConflictResolutionStrategy } from '../conflict/conflict-resolver.js';
+import { ReplicationStrategy, type ReplicationFallback } from '../replication/types.js';
 
 /** A flag value that cannot be used; `flag` is the flag's name without dashes. */
 export class ConfigError extends Error {
@@ -49,6 +51,16 @@ export interface NodeConfig {
   /** Log entries kept behind a snapshot, so a follower that lags less catches up by log. */
   readonly snapshotKeepEntries: number;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** This cluster's region id: the same on every node, fixed once data exists. */
+  readonly region: string;
+  /** When a write counts as done with respect to other regions. */
+  readonly replicationStrategy: ReplicationStrategy;
+  /** What a sync / semi-sync write does when its regions do not acknowledge it in time. */
+  readonly replicationFallback: ReplicationFallback;
+  /** How long a sync / semi-sync write waits for its regions. */
+  readonly replicationTimeoutMs: number;
+  /** How writes from other regions are merged with local ones (the same in every region). */
+  readonly conflictStrategy: ConflictResolutionStrategy;
 }
 
 interface FlagSpec {
@@ -128,6 +140,36 @@ const flagSpecs: readonly FlagSpec[] = [
     type: 'string',
     placeholder: 'N',
     help: 'log entries kept behind a snapshot for lagging followers (default: the smaller of 1000 and --snapshot-entries)',
+  },
+  {
+    name: 'region',
+    type: 'string',
+    placeholder: 'NAME',
+    help: "this cluster's region id, the same on every node and never changed (default default)",
+  },
+  {
+    name: 'replication',
+    type: 'string',
+    placeholder: 'MODE',
+    help: 'sync|semi-sync|async: a write waits for every region, the primary one, or none (default async)',
+  },
+  {
+    name: 'replication-fallback',
+    type: 'string',
+    placeholder: 'ACTION',
+    help: 'fail|async: a sync or semi-sync write its regions do not acknowledge in time fails (it stays committed here) or falls back to async (default fail)',
+  },
+  {
+    name: 'replication-timeout-ms',
+    type: 'string',
+    placeholder: 'MS',
+    help: 'how long a sync or semi-sync write waits for its regions, below --request-timeout-ms (default 2000, or half the request timeout when that is less)',
+  },
+  {
+    name: 'conflict',
+    type: 'string',
+    placeholder: 'STRATEGY',
+    help: 'latest-timestamp|lww|multi-value: how writes from other regions merge, the same in every region (default latest-timestamp)',
   },
   {
     name: 'log-level',
@@ -225,6 +267,28 @@ export function parseNodeConfig(
       `Invalid --heartbeat-ticks ${heartbeatTicks}: it must be below --election-ticks (${electionTicks})`,
     );
   }
+  const requestTimeoutMs = parseIntegerFlag(
+    'request-timeout-ms',
+    text('request-timeout-ms'),
+    5_000,
+    1,
+    600_000,
+  );
+  const replicationTimeoutMs = parseIntegerFlag(
+    'replication-timeout-ms',
+    text('replication-timeout-ms'),
+    Math.max(1, Math.min(2_000, Math.floor(requestTimeoutMs / 2))),
+    1,
+    600_000,
+  );
+  if (text('replication-timeout-ms') !== undefined && replicationTimeoutMs >= requestTimeoutMs) {
+    // A write waits for its regions inside the client's request; past the request's deadline
+    // the client would be told the write may not have committed, which is not the case.
+    throw new ConfigError(
+      'replication-timeout-ms',
+      `Invalid --replication-timeout-ms ${replicationTimeoutMs}: it must be below --request-timeout-ms (${requestTimeoutMs})`,
+    );
+  }
   return {
     help: false,
     config: {
@@ -237,13 +301,7 @@ export function parseNodeConfig(
       tickMs: parseIntegerFlag('tick-ms', text('tick-ms'), 100, 1, 60_000),
       electionTicks,
       heartbeatTicks,
-      requestTimeoutMs: parseIntegerFlag(
-        'request-timeout-ms',
-        text('request-timeout-ms'),
-        5_000,
-        1,
-        600_000,
-      ),
+      requestTimeoutMs,
       snapshotEntries,
       snapshotKeepEntries: parseIntegerFlag(
         'snapshot-keep-entries',
@@ -253,8 +311,45 @@ export function parseNodeConfig(
         1e9,
       ),
       logLevel: parseLogLevel(text('log-level') ?? 'info'),
+      region: parseRegion(text('region') ?? 'default'),
+      replicationStrategy: parseChoice('replication', text('replication') ?? 'async', {
+        sync: ReplicationStrategy.SYNCHRONOUS,
+        'semi-sync': ReplicationStrategy.SEMI_SYNCHRONOUS,
+        async: ReplicationStrategy.ASYNCHRONOUS,
+      }),
+      replicationFallback: parseChoice(
+        'replication-fallback',
+        text('replication-fallback') ?? 'fail',
+        { fail: 'fail', async: 'async' } as const,
+      ),
+      replicationTimeoutMs,
+      conflictStrategy: parseChoice('conflict', text('conflict') ?? 'latest-timestamp', {
+        'latest-timestamp': ConflictResolutionStrategy.LATEST_TIMESTAMP,
+        lww: ConflictResolutionStrategy.LWW_REGISTER,
+        'multi-value': ConflictResolutionStrategy.MULTI_VALUE,
+      }),
     },
   };
+}
+
+function parseRegion(value: string): string {
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(value)) {
+    throw new ConfigError(
+      'region',
+      `Invalid --region "${value}": use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit`,
+    );
+  }
+  return value;
+}
+
+function parseChoice<T>(name: string, value: string, choices: Readonly<Record<string, T>>): T {
+  if (!Object.hasOwn(choices, value)) {
+    throw new ConfigError(
+      name,
+      `Invalid --${name} "${value}": expected one of ${Object.keys(choices).join(', ')}`,
+    );
+  }
+  return choices[value]!;
 }
 
 function parseBooleanEnv(name: string, value: string): boolean {

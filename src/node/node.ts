@@ -5,12 +5,15 @@
  * ```
  * client ─HTTP─> api.ts ─(follower: forwarder.ts ─HTTP─> leader)
  *                  │
- *                  └─> RaftConsensus ─> FilePersistence (WAL fsync) ‖ HttpPeerTransport ─> peers
- *                          │
- *                          └─ committed ─> KvStateMachine ─> reply
+ *                  └─> ConsensusManager ─> RaftConsensus ─> FilePersistence (WAL fsync)
+ *                          │                    ‖ HttpPeerTransport ─> peers
+ *                          ├─ committed ─> KvStateMachine ─> reply (after the regions the
+ *                          │                                  replication strategy waits for)
+ *                          └─ ReplicationManager ─HTTP─> other regions (/v1/replication/*)
  * ```
  *
- * One hyper-express listener carries both the client API and the peer RPCs (`/raft/*`). The
+ * One hyper-express listener carries the client API, the peer RPCs (`/raft/*`) and the
+ * replication routes other regions ship to (`/v1/replication/*`). The
  * membership lives in the data directory (RaftConsensus stores the bootstrap members as a
  * snapshot at index 0, changes go through the log), so a restarted node ignores `--peers`.
  *
@@ -28,21 +31,26 @@ import { performance } from 'node:perf_hooks';
 import { Server } from 'hyper-express';
 import type { Logger } from 'pino';
 import { resolveKvLimits, type KvLimits } from '../config.js';
-import { RaftConsensus, type RaftNodeInfo } from '../consensus/raft-consensus.js';
-import {
-  BadRequestError,
-  NotLeaderError,
-  PhantomError,
-  ShutdownError,
-  StorageError,
-} from '../errors.js';
-import { KvStateMachine, type KvResult } from '../kv/state-machine.js';
+import type { Version } from '../conflict/dvv.js';
+import { ConsensusManager, type WriteOutcome } from '../consensus/consensus-manager.js';
+import type { RaftConsensus, RaftNodeInfo } from '../consensus/raft-consensus.js';
+import { NotLeaderError, PhantomError, ShutdownError, StorageError } from '../errors.js';
+import type { KvStateMachine } from '../kv/state-machine.js';
+import { registerReplicationMetrics } from '../replication/metrics.js';
+import { mountReplicationRoutes } from '../replication/routes.js';
+import { replicatedCommands, type Region, type RegionInfo } from '../replication/types.js';
 import { FilePersistence } from '../storage/file-persistence.js';
 import { nodeFs, type StorageFs } from '../storage/fs.js';
 import { HttpPeerTransport, PeerUnreachableError } from '../transport/client.js';
 import { closeServer, installErrorHandlers } from '../transport/http.js';
 import { mountPeerRoutes, type PeerRoutes } from '../transport/server.js';
-import { mountClientApi, type ClientApiNode, type MemberStatus, type NodeStatus } from './api.js';
+import {
+  mountClientApi,
+  type ClientApiNode,
+  type MemberStatus,
+  type NodeStatus,
+  type RegionsStatus,
+} from './api.js';
 import type { NodeConfig } from './config.js';
 import { LeaderForwarder } from './forwarder.js';
 import { createNodeLogger } from './logger.js';
@@ -51,7 +59,7 @@ import type { MemberRequest } from './request.js';
 import { timedFs } from './timed-fs.js';
 
 /** The command name of key-value entries in the Raft log. */
-export const kvCommand = 'kv';
+export const kvCommand = replicatedCommands.kv;
 
 /** Options of {@link PhantomNode.start} beyond the flags. */
 export interface PhantomNodeOptions {
@@ -76,6 +84,7 @@ export class PhantomNode implements ClientApiNode {
 
   private readonly config: NodeConfig;
   private readonly persistence: FilePersistence;
+  private readonly manager: ConsensusManager;
   private readonly kv: KvStateMachine;
   private readonly raft: RaftConsensus;
   private readonly transport: HttpPeerTransport;
@@ -97,7 +106,6 @@ export class PhantomNode implements ClientApiNode {
     this.requestTimeoutMs = config.requestTimeoutMs;
     this.url = `http://${config.listenHost.includes(':') ? `[${config.listenHost}]` : config.listenHost}:${config.listenPort}`;
     this.logger = options.logger ?? createNodeLogger(config.id, config.logLevel);
-    this.kv = new KvStateMachine({ limits: this.kvLimits });
     this.metrics = new NodeMetrics({
       nodeId: config.id,
       raft: () => {
@@ -114,24 +122,31 @@ export class PhantomNode implements ClientApiNode {
       ),
       onWarning: (message) => this.logger.warn({ dataDir: config.dataDir }, message),
     });
-    this.raft = new RaftConsensus(config.id, config.peers.map(nodeInfoOf), {
-      persistence: this.persistence,
-      tickIntervalMs: config.tickMs,
-      limits: { electionTicks: config.electionTicks, heartbeatTicks: config.heartbeatTicks },
-      proposalTimeoutMs: config.requestTimeoutMs,
-      snapshotEveryEntries: config.snapshotEntries,
-      compactKeepEntries: config.snapshotKeepEntries,
-      join: config.join,
-      trace: (event, fields) => this.onTrace(event, fields),
-      onError: (error) => this.onRaftError(error),
+    this.manager = new ConsensusManager({
+      nodeId: config.id,
+      raftNodes: config.peers.map(nodeInfoOf),
+      region: config.region,
+      replicationStrategy: config.replicationStrategy,
+      replicationFallback: config.replicationFallback,
+      replicationLimits: { replicationTimeoutMs: config.replicationTimeoutMs },
+      conflictResolutionStrategy: config.conflictStrategy,
+      kvLimits: this.kvLimits,
+      logger: this.logger,
+      raft: {
+        persistence: this.persistence,
+        tickIntervalMs: config.tickMs,
+        limits: { electionTicks: config.electionTicks, heartbeatTicks: config.heartbeatTicks },
+        proposalTimeoutMs: config.requestTimeoutMs,
+        snapshotEveryEntries: config.snapshotEntries,
+        compactKeepEntries: config.snapshotKeepEntries,
+        join: config.join,
+        trace: (event, fields) => this.onTrace(event, fields),
+        onError: (error) => this.onRaftError(error),
+      },
     });
-    this.raft.registerApplyCommandCallback((command, data, entry) =>
-      this.apply(command, data, entry.index),
-    );
-    this.raft.registerSnapshotCallbacks({
-      take: () => this.kv.snapshot(),
-      restore: (data) => this.kv.restore(data),
-    });
+    this.raft = this.manager.raft;
+    this.kv = this.manager.kv;
+    registerReplicationMetrics(this.metrics.registry, this.manager);
     this.transport = new HttpPeerTransport({ logger: this.logger.child({ component: 'peers' }) });
     this.raft.registerSendCallback((_to, message, data) => this.transport.send(message, data));
     this.forwarder = new LeaderForwarder({ nodeId: config.id });
@@ -141,6 +156,11 @@ export class PhantomNode implements ClientApiNode {
       handler: (message, data) => this.raft.handleMessage(message, data),
       logger: this.logger.child({ component: 'peers' }),
       localId: config.id,
+    });
+    mountReplicationRoutes(this.server, this.manager.replication, {
+      bodyBytesMax: this.manager.replicationLimits.batchBodyBytesMax,
+      logger: this.logger.child({ component: 'replication' }),
+      onRequest: (route, status, seconds) => this.metrics.onRequest(route, 'POST', status, seconds),
     });
     mountClientApi(this.server, this);
     installErrorHandlers(this.server, this.logger);
@@ -161,11 +181,11 @@ export class PhantomNode implements ClientApiNode {
     const { config, logger } = this;
     logger.info(
       { dataDir: config.dataDir, join: config.join, listen: this.url },
-      `Starting node ${config.id}`,
+      `Starting node ${config.id} in region ${config.region}`,
     );
     const started = performance.now();
     try {
-      await this.raft.initialize();
+      await this.manager.initialize();
     } catch (error) {
       await this.closeNetwork();
       throw error;
@@ -190,7 +210,7 @@ export class PhantomNode implements ClientApiNode {
       await listenExclusively(this.server, config.listenPort, config.listenHost);
     } catch (error) {
       clearInterval(this.watcher);
-      await this.raft.shutdown();
+      await this.manager.shutdown();
       await this.closeNetwork();
       throw new Error(
         `Cannot listen on ${config.listenHost}:${config.listenPort}: the address is in use or not local (${String(error)})`,
@@ -230,7 +250,7 @@ export class PhantomNode implements ClientApiNode {
     await this.handOverLeadership();
     const deadline = performance.now() + this.requestTimeoutMs;
     while (this.inFlight > 0 && performance.now() < deadline) await sleep(10);
-    await this.raft.shutdown();
+    await this.manager.shutdown();
     await this.closeNetwork();
     logger.info({ inFlight: this.inFlight }, `Stopped node ${this.id}`);
   }
@@ -290,15 +310,19 @@ export class PhantomNode implements ClientApiNode {
     return this.kv.get(key);
   }
 
+  localVersion(key: string): Version | undefined {
+    return this.kv.getVersion(key);
+  }
+
   appliedIndex(): number {
     return this.raft.getLastApplied();
   }
 
-  async propose(payload: Uint8Array): Promise<{ index: number; term: number; result: KvResult }> {
+  async propose(payload: Uint8Array): Promise<WriteOutcome> {
+    let committed;
     try {
-      const { index, term, result } = await this.raft.submitCommand(kvCommand, payload);
+      committed = await this.manager.proposeKv(payload);
       this.metrics.onProposal(true);
-      return { index, term, result: result as KvResult };
     } catch (error) {
       const refused =
         error instanceof NotLeaderError ||
@@ -306,10 +330,37 @@ export class PhantomNode implements ClientApiNode {
       if (!refused) this.metrics.onProposal(false);
       throw error;
     }
+    // Committed here; now the regions the replication strategy waits for.
+    return this.manager.replicated(committed);
   }
 
   readBarrier(): Promise<{ index: number }> {
     return this.raft.linearizableRead();
+  }
+
+  regions(): Region[] {
+    return this.manager.replication.getRegions();
+  }
+
+  regionsStatus(): RegionsStatus {
+    const replication = this.manager.replication;
+    return {
+      region: this.manager.region,
+      strategy: replication.getReplicationStrategy(),
+      fallback: replication.getFallback(),
+      conflictStrategy: this.manager.conflictStrategy(),
+      primary: replication.getPrimaryRegion(),
+      allConnected: replication.areAllRegionsConnected(),
+      regions: replication.getReplicationStatus(),
+    };
+  }
+
+  addRegion(region: RegionInfo): Promise<boolean> {
+    return this.manager.addReplicationRegion(region);
+  }
+
+  removeRegion(id: string): Promise<boolean> {
+    return this.manager.removeReplicationRegion(id);
   }
 
   members(): MemberStatus[] {
@@ -344,6 +395,8 @@ export class PhantomNode implements ClientApiNode {
       lastApplied: status.lastApplied,
       members: status.members.map(({ id, url, role }) => ({ id, url, role })),
       keys: this.kv.size,
+      region: this.manager.region,
+      replicationStrategy: this.manager.replication.getReplicationStrategy(),
       storageError: failure === null ? null : { code: failure.code, message: failure.message },
     };
   }
@@ -363,24 +416,6 @@ export class PhantomNode implements ClientApiNode {
 
   // ---------------------------------------------------------------------------------------
   // Raft callbacks
-
-  /** Applies one committed command; the result goes back to the proposer through Raft. */
-  private apply(command: string, data: string | Uint8Array, index: number): KvResult {
-    // Entries without a key-value command (leader no-ops, membership changes) still take an
-    // index; the state machine counts them as skipped so its applied index stays exact.
-    for (let skipped = this.kv.appliedIndex + 1; skipped < index; skipped++) {
-      this.kv.skip(skipped);
-    }
-    if (command !== kvCommand || typeof data === 'string') {
-      this.kv.skip(index);
-      return {
-        kind: 'invalid',
-        index,
-        error: new BadRequestError(`Cannot apply entry ${index}: unknown command '${command}'`),
-      };
-    }
-    return this.kv.apply(index, data);
-  }
 
   private onRaftError(error: unknown): void {
     if (error instanceof PeerUnreachableError) {

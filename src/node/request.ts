@@ -222,6 +222,60 @@ export function transferTargetOf(body: Record<string, unknown>): string | undefi
   return to;
 }
 
+/** The body of `POST /v1/regions`. */
+export interface RegionRequest {
+  readonly id: string;
+  readonly url: string;
+  readonly primary?: boolean;
+}
+
+/** Validates the body of `POST /v1/regions`: `{"id","url","primary"?}`. */
+export function regionRequestOf(body: Record<string, unknown>): RegionRequest {
+  checkKeys(body, ['id', 'url', 'primary']);
+  const { id, url, primary } = body;
+  if (typeof id !== 'string' || !memberIdPattern.test(id)) {
+    throw new BadRequestError(
+      `Invalid region id ${describe(id)}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit`,
+    );
+  }
+  if (typeof url !== 'string') {
+    throw new BadRequestError(`Invalid region url ${describe(url)}: expected a string`);
+  }
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new BadRequestError(`Invalid region url ${describe(url)}: not a URL`);
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
+    throw new BadRequestError(`Invalid region url ${describe(url)}: it must be http(s)://`);
+  }
+  if (primary !== undefined && primary !== null && typeof primary !== 'boolean') {
+    throw new BadRequestError(`Invalid primary ${describe(primary)}: expected true or false`);
+  }
+  return {
+    id,
+    url: parsed.origin,
+    ...(typeof primary === 'boolean' ? { primary } : {}),
+  };
+}
+
+/** Validates a region id given in a path (`DELETE /v1/regions/{id}`). */
+export function regionIdOf(raw: string): string {
+  let id: string;
+  try {
+    id = decodeURIComponent(raw);
+  } catch {
+    throw new BadRequestError(`Invalid region id '${truncate(raw)}': bad percent-encoding`);
+  }
+  if (!memberIdPattern.test(id)) {
+    throw new BadRequestError(
+      `Invalid region id '${truncate(id)}': use 1-64 letters, digits, '.', '_' or '-'`,
+    );
+  }
+  return id;
+}
+
 function learnerOf(value: unknown): boolean {
   if (value === undefined || value === null) return false;
   if (typeof value !== 'boolean') {
