@@ -13,10 +13,10 @@
 import { mkdir, mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import { gzipSync } from 'node:zlib';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { findEtcd, startEtcdCluster, startPhantomCluster } from './cluster/clusters.js';
-import type { BenchCluster, PutProtocol } from './cluster/clusters.js';
+import type { BenchCluster } from './cluster/clusters.js';
 import { summarizeProfile } from './cluster/cpu-profile.js';
 import type { CpuProfile, ProfileSummary } from './cluster/cpu-profile.js';
 import { clusterHelpText, parseClusterOptions } from './cluster/options.js';
@@ -37,6 +37,7 @@ import {
   phaseTable,
   ratioTable,
   renderChart,
+  systemOf,
 } from './cluster/report.js';
 import type { PhaseResult } from './cluster/report.js';
 
@@ -78,7 +79,7 @@ function makeProgress(): { show: (line: string) => void; done: () => void } {
 function phaseLine(result: PhaseResult): string {
   const errors = Object.values(result.errors).reduce((sum, count) => sum + count, 0);
   return (
-    `${result.protocol.padEnd(9)} c=${String(result.connections).padEnd(4)} ` +
+    `${systemOf(result).padEnd(9)} c=${String(result.connections).padEnd(4)} ` +
     `${Math.round(result.opsPerSecond).toLocaleString('en-US').padStart(7)} ops/s  ` +
     `p50 ${formatMs(result.latencyMs.p50)} ms  p99 ${formatMs(result.latencyMs.p99)} ms  ` +
     `max ${formatMs(result.latencyMs.max)} ms  errors ${errors}` +
@@ -113,7 +114,7 @@ async function runComparison(options: ClusterBenchOptions, outDir: string): Prom
   registerTempDir(dataDir);
   const logDir = join(outDir, 'logs');
   await mkdir(logDir, { recursive: true });
-  const clusters = new Map<PutProtocol, BenchCluster>();
+  const clusters = new Map<string, BenchCluster>();
   const phases: PhaseResult[] = [];
   const notes: string[] = [];
   try {
@@ -132,7 +133,9 @@ async function runComparison(options: ClusterBenchOptions, outDir: string): Prom
       }
     }
     if (options.targets.includes('phantomdb')) {
-      console.log('Starting a three-node PhantomDB cluster (node dist/node/main.js) ...');
+      console.log(
+        `Starting a three-node PhantomDB cluster (node ${options.nodeMain ?? 'dist/node/main.js'}) ...`,
+      );
       await mkdir(join(dataDir, 'phantomdb'));
       clusters.set(
         'phantomdb',
@@ -141,8 +144,24 @@ async function runComparison(options: ClusterBenchOptions, outDir: string): Prom
           logDir,
           nodeArgs: options.nodeArgs,
           nodeExecArgs: options.nodeExecArgs,
+          ...(options.nodeMain === undefined ? {} : { mainPath: options.nodeMain }),
         }),
       );
+      if (options.baseline !== undefined) {
+        console.log(`Starting a three-node baseline cluster (node ${options.baseline}) ...`);
+        await mkdir(join(dataDir, 'baseline'));
+        clusters.set(
+          'baseline',
+          await startPhantomCluster({
+            dataDir: join(dataDir, 'baseline'),
+            logDir,
+            nodeArgs: options.nodeArgs,
+            nodeExecArgs: options.nodeExecArgs,
+            mainPath: options.baseline,
+            system: 'baseline',
+          }),
+        );
+      }
     }
     const order = [...clusters.keys()];
     console.log(
@@ -153,9 +172,9 @@ async function runComparison(options: ClusterBenchOptions, outDir: string): Prom
       for (const [levelIndex, connections] of options.concurrencies.entries()) {
         // Alternate which system goes first, so neither always runs on the fresher state.
         const turn = (levelIndex + round) % 2 === 1 ? order : [...order].reverse();
-        for (const protocol of turn) {
-          const cluster = clusters.get(protocol)!;
-          const idle = [...clusters.values()].find((other) => other !== cluster);
+        for (const system of turn) {
+          const cluster = clusters.get(system)!;
+          const idle = [...clusters.values()].filter((other) => other !== cluster);
           const { result, metrics } = await runPhase(cluster, idle, {
             connections,
             round,
@@ -164,13 +183,13 @@ async function runComparison(options: ClusterBenchOptions, outDir: string): Prom
             keys: options.keys,
             valueBytes: options.valueBytes,
             generators: options.generators,
-            seed: round * 1000 + levelIndex * 10 + (protocol === 'etcd' ? 1 : 0),
+            seed: round * 1000 + levelIndex * 10 + (cluster.protocol === 'etcd' ? 1 : 0),
             onProgress: progress.show,
           });
           progress.done();
           console.log((options.rounds > 1 ? `#${round} ` : '') + phaseLine(result));
           phases.push(result);
-          await saveMetrics(outDir, `${protocol}-c${connections}-r${round}`, metrics);
+          await saveMetrics(outDir, `${system}-c${connections}-r${round}`, metrics);
           // Let background work of the last phase (etcd's backend commit, our snapshot) settle.
           await sleep(1000);
         }
@@ -223,12 +242,13 @@ async function writeResults(
   const shown = medianPhases(phases);
   const table = phaseTable(shown, phases);
   const ratios = ratioTable(shown);
+  const baselineRatios = ratioTable(shown, 'baseline');
   const fsyncMetrics = [
     ...new Set(phases.map((p) => `${p.protocol}: ${p.fsyncMetric ?? 'none exposed'}`)),
   ];
   const idleCpu = phases
     .filter((p) => p.idleClusterCpuPercent !== undefined)
-    .map((p) => `${p.protocol} c=${p.connections}: ${p.idleClusterCpuPercent!.toFixed(1)}%`);
+    .map((p) => `${systemOf(p)} c=${p.connections}: ${p.idleClusterCpuPercent!.toFixed(1)}%`);
   const outside = phases.map((p) => p.outsideCpuPercent);
   const contended =
     Math.max(...outside) > 20
@@ -238,10 +258,10 @@ async function writeResults(
       : undefined;
   const changes = phases
     .filter((p) => p.leaderChange !== undefined)
-    .map((p) => `${p.protocol} c=${p.connections}: ${p.leaderChange!}`);
+    .map((p) => `${systemOf(p)} c=${p.connections}: ${p.leaderChange!}`);
   const firstErrors = phases
     .filter((p) => p.firstError !== undefined)
-    .map((p) => `${p.protocol} c=${p.connections}: ${p.firstError!}`);
+    .map((p) => `${systemOf(p)} c=${p.connections}: ${p.firstError!}`);
   const markdown = [
     `# Cluster benchmark, ${new Date().toISOString()}`,
     '',
@@ -256,6 +276,7 @@ async function writeResults(
     table,
     '',
     ...(ratios === undefined ? [] : ['Ours / etcd:', '', ratios, '']),
+    ...(baselineRatios === undefined ? [] : ['Ours / baseline:', '', baselineRatios, '']),
     `fsync metric read: ${fsyncMetrics.join('; ')}`,
     '',
     ...(idleCpu.length > 0
@@ -282,6 +303,7 @@ async function writeResults(
   );
   console.log(`\n${table}\n`);
   if (ratios !== undefined) console.log(`Ours / etcd:\n\n${ratios}\n`);
+  if (baselineRatios !== undefined) console.log(`Ours / baseline:\n\n${baselineRatios}\n`);
   if (contended !== undefined) console.log(`⚠ ${contended}`);
   for (const line of [...changes, ...notes]) console.log(line);
   console.log(`Results: ${join(outDir, 'results.md')}, chart.svg, results.json`);
@@ -311,10 +333,11 @@ async function runProfile(options: ClusterBenchOptions, outDir: string): Promise
         logDir: profileDir,
         nodeArgs: options.nodeArgs,
         nodeExecArgs: [...options.nodeExecArgs, '--cpu-prof', `--cpu-prof-dir=${profileDir}`],
+        ...(options.nodeMain === undefined ? {} : { mainPath: options.nodeMain }),
       });
       for (const member of cluster.members) pidToId.set(member.process.pid, member.id);
       let metrics: PhaseMetrics;
-      ({ result, window, metrics } = await runPhase(cluster, undefined, {
+      ({ result, window, metrics } = await runPhase(cluster, [], {
         connections,
         round: 1,
         warmupMs: options.warmupMs,
@@ -350,7 +373,10 @@ async function runProfile(options: ClusterBenchOptions, outDir: string): Promise
       const profile = JSON.parse(await readFile(join(profileDir, file), 'utf8')) as CpuProfile;
       const summary = summarizeProfile(
         profile,
-        repoRoot,
+        // The checkout the profiled node runs from: its dist/ is "ours".
+        options.nodeMain === undefined
+          ? repoRoot
+          : join(dirname(dirname(dirname(options.nodeMain))), '/'),
         window.startMonotonicUs,
         window.endMonotonicUs,
       );

@@ -11,10 +11,16 @@
  *    keeps the in-memory log, snapshots every 10,000 entries and compacts storage and log; RSS
  *    and heap after a forced GC every 50,000 entries, and their spread after warm-up.
  *
- * Run alone with `npx tsx bench/storage.ts [replay|group|memory]... [--entries=N]` (N replaces
+ * 4. fsync: what one WAL append costs the writer, 200 bytes written and fdatasynced, on a
+ *    file that grows with every append against one preallocated (ftruncate) to its final size,
+ *    with the write in libuv's thread pool against on the calling thread (the fdatasync is
+ *    always in the pool): the two choices FilePersistence makes for its segments.
+ *
+ * Run alone with `npx tsx bench/storage.ts [replay|group|memory|fsync]... [--entries=N]` (N replaces
  * the 1,000,000 of sections 1 and 3), or as the `storage` section of `npm run bench`.
  */
-import { mkdtemp, rm, readdir, stat } from 'node:fs/promises';
+import { writeSync } from 'node:fs';
+import { mkdtemp, open, rm, readdir, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -306,20 +312,73 @@ async function benchMemory(entries: number): Promise<void> {
   });
 }
 
+async function benchFsync(appends: number, rounds: number): Promise<void> {
+  console.log(
+    `\n### One WAL append: 200 bytes written + fdatasync, ${appends} appends per run, ${rounds} runs each (median of runs)\n`,
+  );
+  const record = new Uint8Array(200).fill(7);
+  const variants = [
+    { name: 'growing file, write in the pool', preallocate: false, inline: false },
+    { name: 'growing file, write inline', preallocate: false, inline: true },
+    { name: 'preallocated, write in the pool', preallocate: true, inline: false },
+    { name: 'preallocated, write inline', preallocate: true, inline: true },
+  ];
+  const results = variants.map(() => [] as number[]);
+  await withDir(async (dir) => {
+    for (let round = 0; round < rounds; round++) {
+      // Interleaved, so that a busy moment of a shared machine hits every variant alike.
+      for (const [v, variant] of variants.entries()) {
+        const path = join(dir, `fsync-${round}-${v}`);
+        const handle = await open(path, 'w+');
+        if (variant.preallocate) {
+          await handle.truncate(appends * record.length + 4096);
+          await handle.sync();
+        }
+        const started = performance.now();
+        for (let k = 0; k < appends; k++) {
+          const position = k * record.length;
+          if (variant.inline) writeSync(handle.fd, record, 0, record.length, position);
+          else await handle.write(record, 0, record.length, position);
+          await handle.datasync();
+        }
+        results[v]!.push(((performance.now() - started) * 1000) / appends);
+        await handle.close();
+        await rm(path);
+      }
+    }
+  });
+  const base = median(results[0]!);
+  printTable(
+    ['file and write', 'µs per append (median)', 'runs (min–max µs)', 'vs growing, pool'],
+    variants.map((variant, v) => {
+      const values = results[v]!;
+      return [
+        variant.name,
+        median(values).toFixed(0),
+        `${Math.min(...values).toFixed(0)}–${Math.max(...values).toFixed(0)}`,
+        `${(median(values) / base).toFixed(2)}×`,
+      ];
+    }),
+  );
+}
+
 /** Runs the sections named in `sections` (all by default) and prints their tables. */
 export async function runStorageBench(
   options: { sections?: readonly string[]; entries?: number; groupCommitMs?: number } = {},
 ): Promise<void> {
-  const sections = options.sections?.length ? options.sections : ['replay', 'group', 'memory'];
+  const sections = options.sections?.length
+    ? options.sections
+    : ['replay', 'group', 'memory', 'fsync'];
   const entries = options.entries ?? 1_000_000;
   for (const section of sections) {
     if (section === 'replay') await benchReplay(entries);
     else if (section === 'group')
       await benchGroupCommit([1, 16, 64, 256], options.groupCommitMs ?? 3000);
     else if (section === 'memory') await benchMemory(entries);
+    else if (section === 'fsync') await benchFsync(2000, 7);
     else
       throw new RangeError(
-        `Unknown storage bench section ${JSON.stringify(section)}: expected replay, group or memory`,
+        `Unknown storage bench section ${JSON.stringify(section)}: expected replay, group, memory or fsync`,
       );
   }
 }

@@ -125,6 +125,12 @@ export interface TransportLimits {
   readonly connectTimeoutMs: number;
   /** Connections per peer for votes, heartbeats, timeout-now and snapshot chunks. */
   readonly controlConnectionsPerPeer: number;
+  /**
+   * How long an append without entries (a new commit index for a follower) waits for an
+   * append with entries to travel with, when nothing else is queued for that peer; 0 sends
+   * it at once. Only followers' knowledge of the commit index is delayed, never a commit.
+   */
+  readonly commitLingerMs: number;
   /** First delay before a failed peer is tried again; doubles per failure, with jitter. */
   readonly backoffBaseMs: number;
   /** Longest delay before a failed peer is tried again. */
@@ -145,6 +151,7 @@ export const transportDefaults: TransportLimits = {
   snapshotChunkTimeoutMs: 10_000,
   connectTimeoutMs: 1_000,
   controlConnectionsPerPeer: 2,
+  commitLingerMs: 2,
   backoffBaseMs: 50,
   backoffMaxMs: 1_000,
   cborDepthMax: 16,
@@ -171,6 +178,7 @@ export function resolveTransportLimits(overrides: Partial<TransportLimits> = {})
   checkInteger('snapshotChunkTimeoutMs', limits.snapshotChunkTimeoutMs, 1);
   checkInteger('connectTimeoutMs', limits.connectTimeoutMs, 1);
   checkInteger('controlConnectionsPerPeer', limits.controlConnectionsPerPeer, 1, 64);
+  checkInteger('commitLingerMs', limits.commitLingerMs, 0, 1000);
   checkInteger('backoffBaseMs', limits.backoffBaseMs, 0);
   checkInteger('backoffMaxMs', limits.backoffMaxMs, limits.backoffBaseMs);
   checkInteger('cborDepthMax', limits.cborDepthMax, 4, 1024);

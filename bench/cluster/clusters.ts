@@ -35,6 +35,11 @@ export interface FsyncCounters {
 /** A running three-member cluster. */
 export interface BenchCluster {
   readonly protocol: PutProtocol;
+  /**
+   * Which system this is in the report: 'phantomdb', 'etcd', or 'baseline' (our node from
+   * another build, `--baseline`, to compare a change against in the same run).
+   */
+  readonly system: string;
   /** Name and version, for the report. */
   readonly label: string;
   readonly members: readonly ClusterMember[];
@@ -105,14 +110,18 @@ export interface PhantomClusterOptions extends ClusterOptions {
   readonly nodeArgs: readonly string[];
   /** Extra flags for the node's `node` process, e.g. `--cpu-prof`. */
   readonly nodeExecArgs: readonly string[];
+  /** The node entry point to run (default: this checkout's dist/node/main.js). */
+  readonly mainPath?: string;
+  /** The system name in the report (default 'phantomdb'). */
+  readonly system?: string;
 }
 
 /** Starts three of our nodes on free ports and waits until they agree on a leader. */
 export async function startPhantomCluster(options: PhantomClusterOptions): Promise<BenchCluster> {
-  if (!existsSync(nodeMainPath)) {
-    throw new Error(
-      `Cannot start the PhantomDB cluster: ${nodeMainPath} is missing (npm run build)`,
-    );
+  const mainPath = options.mainPath ?? nodeMainPath;
+  const system = options.system ?? 'phantomdb';
+  if (!existsSync(mainPath)) {
+    throw new Error(`Cannot start the PhantomDB cluster: ${mainPath} is missing (npm run build)`);
   }
   const ids = ['n1', 'n2', 'n3'];
   const ports = await freePorts(ids.length);
@@ -125,7 +134,7 @@ export async function startPhantomCluster(options: PhantomClusterOptions): Promi
       await mkdir(dataDir, { recursive: true });
       const args = [
         ...options.nodeExecArgs,
-        nodeMainPath,
+        mainPath,
         `--id=${id}`,
         `--listen=127.0.0.1:${ports[i]!}`,
         `--peers=${peers}`,
@@ -136,15 +145,19 @@ export async function startPhantomCluster(options: PhantomClusterOptions): Promi
       members.push({
         id,
         clientUrl: urls[i]!,
-        process: startProcess(`phantomdb ${id}`, process.execPath, args, {
-          logPath: join(options.logDir, `phantomdb-${id}.log`),
+        process: startProcess(`${system} ${id}`, process.execPath, args, {
+          logPath: join(options.logDir, `${system}-${id}.log`),
           cwd: options.dataDir,
         }),
       });
     }
     const cluster: BenchCluster = {
       protocol: 'phantomdb',
-      label: `PhantomDB ${readOwnVersion()}`,
+      system,
+      label:
+        system === 'phantomdb'
+          ? `PhantomDB ${readOwnVersion()}`
+          : `PhantomDB ${system} (${mainPath})`,
       members,
       async findLeader() {
         const statuses = await Promise.all(
@@ -256,6 +269,7 @@ export async function startEtcdCluster(
     }
     const cluster: BenchCluster = {
       protocol: 'etcd',
+      system: 'etcd',
       label: `etcd ${version}`,
       members,
       async findLeader() {

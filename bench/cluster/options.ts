@@ -26,6 +26,10 @@ export interface ClusterBenchOptions {
   readonly nodeArgs: readonly string[];
   /** Extra flags for `node` itself when it runs our node (before dist/node/main.js). */
   readonly nodeExecArgs: readonly string[];
+  /** Another build's dist/node/main.js, run as a third cluster ('baseline') to compare with. */
+  readonly baseline: string | undefined;
+  /** Our node's entry point (default: this checkout's dist/node/main.js). */
+  readonly nodeMain: string | undefined;
   readonly outDir: string | undefined;
   /** Re-render results.md and chart.svg of this earlier run's directory instead of running. */
   readonly renderFrom: string | undefined;
@@ -74,6 +78,14 @@ const flags = {
   'node-exec-args': {
     type: 'string',
     help: 'extra flags for node running our node, e.g. "--max-semi-space-size=64 --import=./x.mjs"',
+  },
+  'node-main': {
+    type: 'string',
+    help: "our node's entry point (default dist/node/main.js of this checkout)",
+  },
+  baseline: {
+    type: 'string',
+    help: 'dist/node/main.js of another build, run alongside as "baseline" (before/after a change)',
   },
   out: { type: 'string', help: 'results directory (default bench/results/<timestamp>)' },
   'render-from': {
@@ -184,6 +196,8 @@ export function parseClusterOptions(
       etcdPath: value('etcd'),
       nodeArgs: (value('node-args') ?? '').split(' ').filter((arg) => arg !== ''),
       nodeExecArgs: (value('node-exec-args') ?? '').split(' ').filter((arg) => arg !== ''),
+      baseline: value('baseline'),
+      nodeMain: value('node-main'),
       outDir: value('out'),
       renderFrom: value('render-from'),
     },

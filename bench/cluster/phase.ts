@@ -146,12 +146,12 @@ function sumCpu(
 }
 
 /**
- * Runs one phase against `cluster`'s leader. `idle` is the other cluster (still running, idle),
+ * Runs one phase against `cluster`'s leader. `idle` are the other clusters (still running, idle),
  * whose CPU is reported so that its share of the machine is visible.
  */
 export async function runPhase(
   cluster: BenchCluster,
-  idle: BenchCluster | undefined,
+  idle: readonly BenchCluster[],
   spec: PhaseSpec,
 ): Promise<{ result: PhaseResult; window: PhaseWindow; metrics: PhaseMetrics }> {
   const { member: leader, term } = await cluster.findLeader();
@@ -182,7 +182,7 @@ export async function runPhase(
     }
     const pids = {
       members: cluster.members.map((member) => member.process.pid),
-      others: idle?.members.map((member) => member.process.pid) ?? [],
+      others: idle.flatMap((other) => other.members.map((member) => member.process.pid)),
       generators: generators.map((generator) => generator.child.pid!),
     };
     const readEdge = (): EdgeReading => ({
@@ -307,6 +307,7 @@ export async function runPhase(
     const ms = (value: number): number => value / 1000;
     const result: PhaseResult = {
       protocol: cluster.protocol,
+      system: cluster.system,
       label: cluster.label,
       connections: spec.connections,
       round: spec.round,
@@ -337,7 +338,7 @@ export async function runPhase(
       members,
       generatorCpuPercent: sumCpu(start.generators, end.generators, elapsedMs),
       idleClusterCpuPercent:
-        idle === undefined ? undefined : sumCpu(start.others, end.others, elapsedMs),
+        idle.length === 0 ? undefined : sumCpu(start.others, end.others, elapsedMs),
       machineBusyPercent:
         ((end.machine.busyTicks - start.machine.busyTicks) * 100) /
         Math.max(1, end.machine.totalTicks - start.machine.totalTicks),

@@ -19,6 +19,8 @@ export interface MemberFigures {
 /** Everything measured in one phase: one system at one concurrency. */
 export interface PhaseResult {
   readonly protocol: PutProtocol;
+  /** 'phantomdb', 'etcd' or 'baseline' (absent in results written before baselines existed). */
+  readonly system?: string;
   readonly label: string;
   readonly connections: number;
   /** Which round of the run this phase belongs to, from 1. */
@@ -98,6 +100,11 @@ function errorsColumn(phase: PhaseResult): string {
   return entries.map(([kind, count]) => `${count} ${kind}`).join(', ');
 }
 
+/** The system a phase measured: its `system`, or its protocol for older results. */
+export function systemOf(phase: PhaseResult): string {
+  return phase.system ?? phase.protocol;
+}
+
 /**
  * One phase per system and concurrency: the round whose throughput is the median (the lower
  * middle one for an even count), so that every figure in a row comes from the same phase.
@@ -105,7 +112,7 @@ function errorsColumn(phase: PhaseResult): string {
 export function medianPhases(phases: readonly PhaseResult[]): PhaseResult[] {
   const groups = new Map<string, PhaseResult[]>();
   for (const phase of phases) {
-    const key = `${phase.protocol} ${phase.connections}`;
+    const key = `${systemOf(phase)} ${phase.connections}`;
     groups.set(key, [...(groups.get(key) ?? []), phase]);
   }
   return [...groups.values()].map((group) => {
@@ -124,7 +131,7 @@ export function phaseTable(
 ): string {
   const spread = (phase: PhaseResult): string => {
     const same = (allRounds ?? []).filter(
-      (other) => other.protocol === phase.protocol && other.connections === phase.connections,
+      (other) => systemOf(other) === systemOf(phase) && other.connections === phase.connections,
     );
     if (same.length < 2) return '';
     const rates = same.map((other) => other.opsPerSecond);
@@ -154,11 +161,13 @@ export function phaseTable(
   const rows = [...phases]
     .sort(
       (a, b) =>
-        a.connections - b.connections || a.protocol.localeCompare(b.protocol) || a.round - b.round,
+        a.connections - b.connections ||
+        systemOf(a).localeCompare(systemOf(b)) ||
+        a.round - b.round,
     )
     .map((phase) => [
       String(phase.connections),
-      phase.protocol +
+      systemOf(phase) +
         (withSpread || (allRounds ?? phases).every((p) => p.round === 1)
           ? ''
           : ` #${phase.round}`) +
@@ -185,14 +194,17 @@ export function phaseTable(
   return markdownTable(header, rows);
 }
 
-/** One row per concurrency measured on both systems: ours / etcd. */
-export function ratioTable(phases: readonly PhaseResult[]): string | undefined {
+/**
+ * One row per concurrency measured on both systems: ours / etcd, or ours / `against` (e.g.
+ * 'baseline', our node from another build).
+ */
+export function ratioTable(phases: readonly PhaseResult[], against = 'etcd'): string | undefined {
   const rows: string[][] = [];
   for (const connections of [...new Set(phases.map((phase) => phase.connections))].sort(
     (a, b) => a - b,
   )) {
-    const ours = phases.find((p) => p.connections === connections && p.protocol === 'phantomdb');
-    const etcd = phases.find((p) => p.connections === connections && p.protocol === 'etcd');
+    const ours = phases.find((p) => p.connections === connections && systemOf(p) === 'phantomdb');
+    const etcd = phases.find((p) => p.connections === connections && systemOf(p) === against);
     if (ours === undefined || etcd === undefined) continue;
     rows.push([
       String(connections),
@@ -209,11 +221,11 @@ export function ratioTable(phases: readonly PhaseResult[]): string | undefined {
     [
       'conns',
       'ours ops/s',
-      'etcd ops/s',
-      'throughput ours/etcd',
+      `${against} ops/s`,
+      `throughput ours/${against}`,
       'ours p99 ms',
-      'etcd p99 ms',
-      'p99 ours/etcd',
+      `${against} p99 ms`,
+      `p99 ours/${against}`,
     ],
     rows,
   );
@@ -230,7 +242,11 @@ export function markdownTable(header: readonly string[], rows: readonly string[]
   return lines.join('\n');
 }
 
-const colors: Record<PutProtocol, string> = { phantomdb: '#1f77b4', etcd: '#ff7f0e' };
+const colors: Readonly<Record<string, string>> = {
+  phantomdb: '#1f77b4',
+  etcd: '#ff7f0e',
+  baseline: '#7f7f7f',
+};
 
 function escapeXml(text: string): string {
   return text.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;');
@@ -257,8 +273,8 @@ interface Panel {
  */
 export function renderChart(phases: readonly PhaseResult[], title: string): string {
   const levels = [...new Set(phases.map((phase) => phase.connections))].sort((a, b) => a - b);
-  const protocols = (['phantomdb', 'etcd'] as const).filter((protocol) =>
-    phases.some((phase) => phase.protocol === protocol),
+  const systems = ['phantomdb', 'etcd', 'baseline'].filter((system) =>
+    phases.some((phase) => systemOf(phase) === system),
   );
   const panels: Panel[] = [
     { title: 'Throughput', yLabel: 'PUT/s', log: false, value: (p) => p.opsPerSecond },
@@ -314,12 +330,12 @@ export function renderChart(phases: readonly PhaseResult[], title: string): stri
         `<text x="${xOf(i).toFixed(1)}" y="${bottom + 16}" text-anchor="middle">${level}</text>`,
       );
     });
-    for (const [protocolIndex, protocol] of protocols.entries()) {
+    for (const [systemIndex, system] of systems.entries()) {
       // Labels of the second line go below its points, so close values do not overprint.
-      const labelDy = protocolIndex === 0 ? -6 : 14;
+      const labelDy = systemIndex === 0 ? -6 : 14;
       const points = levels
         .map((level, i) => {
-          const phase = phases.find((p) => p.connections === level && p.protocol === protocol);
+          const phase = phases.find((p) => p.connections === level && systemOf(p) === system);
           const value = phase === undefined ? NaN : panel.value(phase);
           return Number.isFinite(value) && value > 0
             ? { x: xOf(i), y: yOf(value), value }
@@ -328,7 +344,7 @@ export function renderChart(phases: readonly PhaseResult[], title: string): stri
         .filter((point) => point !== undefined);
       if (points.length > 1) {
         parts.push(
-          `<polyline fill="none" stroke="${colors[protocol]}" stroke-width="2" points="${points
+          `<polyline fill="none" stroke="${colors[system]}" stroke-width="2" points="${points
             .map((p) => `${p.x.toFixed(1)},${p.y.toFixed(1)}`)
             .join(' ')}"/>`,
         );
@@ -336,17 +352,17 @@ export function renderChart(phases: readonly PhaseResult[], title: string): stri
       for (const point of points) {
         const label = panel.log ? formatMs(point.value) : integer.format(point.value);
         parts.push(
-          `<circle cx="${point.x.toFixed(1)}" cy="${point.y.toFixed(1)}" r="4" fill="${colors[protocol]}"/>`,
-          `<text x="${(point.x + 6).toFixed(1)}" y="${(point.y + labelDy).toFixed(1)}" fill="${colors[protocol]}" font-size="10">${label}</text>`,
+          `<circle cx="${point.x.toFixed(1)}" cy="${point.y.toFixed(1)}" r="4" fill="${colors[system]}"/>`,
+          `<text x="${(point.x + 6).toFixed(1)}" y="${(point.y + labelDy).toFixed(1)}" fill="${colors[system]}" font-size="10">${label}</text>`,
         );
       }
     }
   });
-  protocols.forEach((protocol, i) => {
-    const label = phases.find((phase) => phase.protocol === protocol)?.label ?? protocol;
+  systems.forEach((system, i) => {
+    const label = phases.find((phase) => systemOf(phase) === system)?.label ?? system;
     const x = 90 + i * 260;
     parts.push(
-      `<rect x="${x}" y="${height - 30}" width="14" height="14" fill="${colors[protocol]}"/>`,
+      `<rect x="${x}" y="${height - 30}" width="14" height="14" fill="${colors[system]}"/>`,
       `<text x="${x + 20}" y="${height - 19}">${escapeXml(label)}</text>`,
     );
   });

@@ -178,19 +178,56 @@ function grow<T extends Float64Array | Uint8Array | Uint32Array>(from: T, to: T)
 }
 
 /**
+ * Batches found sound by {@link describeBatchProblem}: a batch is immutable once built, so a
+ * batch checked where it entered (the transport's decoder) is not walked again when the log
+ * appends it. Weak: remembering a batch does not keep it alive. Only batches of at least
+ * `soundBatchEntriesMin` entries are remembered: below that, walking the batch again costs
+ * less than remembering it.
+ */
+const soundBatches = new WeakSet<EntryBatch>();
+const soundBatchEntriesMin = 16;
+
+/**
  * Checks that a batch received from outside (a peer, a file) is self-consistent: array
  * lengths, non-decreasing payload ends inside `data`, known entry types, integral positive
- * terms. Returns a message naming the first problem, or null when the batch is sound.
+ * terms. Returns a message naming the first problem, or null when the batch is sound. A
+ * batch found sound once is remembered, and checking it again costs a lookup.
  */
 export function describeBatchProblem(batch: EntryBatch): string | null {
   const { firstIndex, count } = batch;
+  if (count >= soundBatchEntriesMin && soundBatches.has(batch)) return null;
   if (!Number.isSafeInteger(firstIndex) || firstIndex < 1)
     return `firstIndex ${firstIndex} is not a positive integer`;
   if (!Number.isSafeInteger(count) || count < 0)
     return `count ${count} is not a non-negative integer`;
-  if (batch.terms.length < count || batch.types.length < count || batch.ends.length < count) {
-    return `batch of ${count} entries has arrays of ${batch.terms.length}/${batch.types.length}/${batch.ends.length}`;
+  const { terms, types, ends } = batch;
+  if (terms.length < count || types.length < count || ends.length < count) {
+    return `batch of ${count} entries has arrays of ${terms.length}/${types.length}/${ends.length}`;
   }
+  // One pass of plain comparisons (no calls): the common case is a sound batch, and only a
+  // bad one pays for finding out what is wrong with it. Ends never decreasing and the last
+  // one inside `data` put every payload inside it.
+  let previousEnd = 0;
+  for (let k = 0; k < count; k++) {
+    const term = terms[k]!;
+    const end = ends[k]!;
+    if (
+      !(term >= 1 && term <= Number.MAX_SAFE_INTEGER && Math.floor(term) === term) ||
+      types[k]! > EntryType.ConfChange ||
+      end < previousEnd
+    ) {
+      return describeEntriesProblem(batch);
+    }
+    previousEnd = end;
+  }
+  if (previousEnd > batch.data.length) return describeEntriesProblem(batch);
+  if (count >= soundBatchEntriesMin) soundBatches.add(batch);
+  return null;
+}
+
+/** The first bad entry of a batch whose arrays are long enough, entry by entry. */
+function describeEntriesProblem(batch: EntryBatch): string | null {
+  const { firstIndex, count } = batch;
   let previousEnd = 0;
   for (let k = 0; k < count; k++) {
     const term = batch.terms[k]!;

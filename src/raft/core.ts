@@ -12,7 +12,6 @@ import { assert } from '../assert.js';
 import { checkInteger, resolveRaftLimits, type RaftLimits } from '../config.js';
 import { NotLeaderError, PhantomError } from '../errors.js';
 import {
-  EntryBatchBuilder,
   EntryType,
   emptyBatch,
   lastIndexOf,
@@ -144,6 +143,7 @@ interface Outstanding {
 
 const noLimit = Number.MAX_SAFE_INTEGER;
 const emptyPayload = new Uint8Array(0);
+const noMessages: readonly Message[] = Object.freeze([]);
 
 /**
  * The Raft consensus state machine. Drive it with `tick`/`step`/`propose`, then loop
@@ -199,6 +199,10 @@ export class RaftCore {
   private lastHardState: HardState;
 
   private messages: Message[] = [];
+  /** Scratch arrays of the one-entry batches `appendEntry` hands the log. */
+  private readonly oneTerm = new Float64Array(1);
+  private readonly oneType = new Uint8Array(1);
+  private readonly oneEnd = new Uint32Array(1);
   private messagesAfterPersist: Message[] = [];
   private readStates: ReadState[] = [];
   private pendingReads: PendingRead[] = [];
@@ -514,6 +518,23 @@ export class RaftCore {
       committed,
     };
     return ready;
+  }
+
+  /**
+   * The leader requests that may leave now — what the next Ready's `messages` would carry
+   * (appends of the entries proposed since the last Ready, heartbeats, snapshots,
+   * TimeoutNow) — taken out of it. Callable at any time, also while a Ready is outstanding:
+   * these requests never wait for persistence (see `Ready.messages`), so a driver that is
+   * waiting for the fsync of one Ready need not hold back the appends of proposals made
+   * meanwhile until the next one. The leader still counts its own log toward a commit only up
+   * to what `advance()` confirmed durable.
+   */
+  takeMessages(): readonly Message[] {
+    this.flushAppends();
+    if (this.messages.length === 0) return noMessages;
+    const messages = this.messages;
+    this.messages = [];
+    return messages;
   }
 
   /**
@@ -1309,9 +1330,20 @@ export class RaftCore {
   private appendEntry(type: EntryType, payload: Uint8Array): number {
     assert(this.role === 'leader', 'only a leader appends entries of its own');
     const index = this.log.lastIndex() + 1;
-    const builder = new EntryBatchBuilder(index, 1, payload.length);
-    builder.add(this.term, type, payload);
-    this.log.append(builder.finish());
+    // A one-entry batch over the payload itself and three reused one-element arrays: the log
+    // copies what it appends (LogStore.append), so nothing is allocated or copied per proposal
+    // beyond that copy.
+    this.oneTerm[0] = this.term;
+    this.oneType[0] = type;
+    this.oneEnd[0] = payload.length;
+    this.log.append({
+      firstIndex: index,
+      count: 1,
+      terms: this.oneTerm,
+      types: this.oneType,
+      ends: this.oneEnd,
+      data: payload,
+    });
     this.onLogWritten(index);
     this.uncommittedBytes += payload.length;
     this.progressOf(this.id).next = index + 1;

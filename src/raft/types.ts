@@ -211,7 +211,10 @@ export interface LogStore {
   typeAt(index: number): number;
   /** Payload of entry `index` as a view; valid until the next mutation of the log. */
   payloadAt(index: number): Uint8Array;
-  /** Appends a batch whose `firstIndex` is `lastIndex() + 1`. */
+  /**
+   * Appends a batch whose `firstIndex` is `lastIndex() + 1`. The log copies the entries: the
+   * caller may reuse the batch's arrays afterwards (the core does, for its proposals).
+   */
   append(batch: EntryBatch): void;
   /**
    * AppendEntries matching in one call: checks (prevIndex, prevTerm); on a match finds the

@@ -138,6 +138,13 @@ interface ActiveSegment {
   size: number;
   /** Bytes written since the last fdatasync. */
   dirty: boolean;
+  /**
+   * The file is longer than `size` (zeros past it): extended to `segmentBytesMax` when the
+   * segment started, so that appending never changes the file's size and an fdatasync need
+   * not commit a size change to the file system's journal (measured: about a third faster on
+   * ext4). Cut back to `size` when the segment is closed.
+   */
+  preallocated: boolean;
 }
 
 interface SnapshotPoint {
@@ -222,6 +229,8 @@ export class FilePersistence implements RaftPersistence {
   };
   /** Saves written since the last fdatasync, waiting for it. */
   private savesAwaitingFsync = 0;
+  /** Writes in the last group written (see `gatherGroup`). */
+  private lastGroupSize = 1;
 
   constructor(options: FilePersistenceOptions) {
     if (typeof options !== 'object' || options === null) {
@@ -326,7 +335,9 @@ export class FilePersistence implements RaftPersistence {
     }
 
     let tornTail: RecoveryReport['tornTail'] = null;
-    if (replay.torn !== null) {
+    if (replay.torn?.preallocatedSpace === true) {
+      // Zeros up to the preallocated size: space never written, not a torn record.
+    } else if (replay.torn !== null) {
       const { segment, offset, size, reason } = replay.torn;
       tornTail = { file: segment.path, offset, bytesCut: size - offset, reason };
       if (replay.torn.wholeSegment) {
@@ -374,13 +385,23 @@ export class FilePersistence implements RaftPersistence {
       await this.fs.syncDir(dirname(this.dir));
     } else {
       const file = await this.fs.open(last.path, 'readWrite');
+      const size = replay.sizes[segments.length - 1]!;
       this.active = {
         segment: last,
         file,
         headerBytes: replay.headerBytes[segments.length - 1]!,
-        size: replay.sizes[segments.length - 1]!,
+        size,
         dirty: false,
+        preallocated: false,
       };
+      // A cleanly closed (or cut) last segment gets its room back; no sync needed: the size
+      // is made durable by the fdatasync of the first write into it.
+      if (size < this.limits.segmentBytesMax) {
+        await file.truncate(this.limits.segmentBytesMax);
+        this.active.preallocated = true;
+      } else {
+        this.active.preallocated = replay.fileSizes[segments.length - 1]! > size;
+      }
     }
 
     this.report = {
@@ -455,6 +476,7 @@ export class FilePersistence implements RaftPersistence {
       certified: new Set([pointKey(noSnapshot)]),
       torn: null,
       sizes: [],
+      fileSizes: [],
       headerBytes: [],
       records: 0,
       entries: 0,
@@ -541,9 +563,12 @@ export class FilePersistence implements RaftPersistence {
           size: bytes.length,
           reason: torn.reason,
           wholeSegment: false,
+          preallocatedSpace:
+            bytes.length === this.limits.segmentBytesMax && isZeroFrom(bytes, torn.offset),
         };
       }
       result.sizes[i] = torn === null ? bytes.length : torn.offset;
+      result.fileSizes[i] = bytes.length;
     }
     replayer.finish();
     result.entries = log.lastIndex() - log.firstIndex() + 1;
@@ -705,7 +730,14 @@ export class FilePersistence implements RaftPersistence {
       const active = this.active;
       this.active = null;
       if (active !== null) {
-        if (wasOpen && active.dirty && this.failure === null) await active.file.datasync();
+        if (wasOpen && this.failure === null) {
+          // A clean shutdown leaves no preallocated zeros for recovery to look at.
+          if (active.preallocated) {
+            await active.file.truncate(active.size);
+            active.dirty = true;
+          }
+          if (active.dirty) await active.file.datasync();
+        }
         await active.file.close();
       }
     } finally {
@@ -745,11 +777,7 @@ export class FilePersistence implements RaftPersistence {
   private async flushLoop(): Promise<void> {
     const groupBytesMax = Math.min(this.limits.groupCommitBytesMax, this.limits.segmentBytesMax);
     try {
-      // One turn of the event loop before each group: saves issued in the same turn, and
-      // callers just resolved that save again at once, then join this group instead of the
-      // first of them going alone (N closed-loop writers would otherwise alternate between
-      // groups of 1 and N - 1). It costs a setImmediate, a few microseconds, per fdatasync.
-      await yieldTurn();
+      await this.gatherGroup();
       while (this.queue.length > 0) {
         const head = this.queue[0]!;
         if (head.kind === 'task') {
@@ -777,14 +805,29 @@ export class FilePersistence implements RaftPersistence {
         this.inFlight = this.queue.splice(0, group.length);
         await this.writeGroup(group, bytes);
         this.inFlight = [];
+        this.lastGroupSize = group.length;
         for (const item of group) item.resolve();
-        await yieldTurn();
+        await this.gatherGroup();
       }
     } catch (error) {
       this.fail(error);
     } finally {
       this.flushing = null;
     }
+  }
+
+  /**
+   * Waits for the saves that should share the next group. Saves issued together (in one
+   * synchronous run) always do: one microtask lets them all queue. When the last group held
+   * several saves, there are several writers, and the wait is one turn of the event loop:
+   * callers just resolved that save again at once, or in the same turn, then join this group
+   * instead of the first of them going alone (N closed-loop writers would otherwise alternate
+   * between groups of 1 and N - 1). A single writer (the Raft Ready loop, one save at a time)
+   * does not pay that turn on every save.
+   */
+  private async gatherGroup(): Promise<void> {
+    if (this.lastGroupSize > 1) await yieldTurn();
+    else await Promise.resolve();
   }
 
   private async writeGroup(group: readonly WriteItem[], bytes: number): Promise<void> {
@@ -853,6 +896,13 @@ export class FilePersistence implements RaftPersistence {
   private async startSegment(seq: number): Promise<void> {
     const previous = this.active;
     if (previous !== null) {
+      // A closed segment ends at its last record: recovery takes zeros after the last record
+      // of any segment but the last one for damage. Cut and data go durable in one fdatasync.
+      if (previous.preallocated) {
+        await previous.file.truncate(previous.size);
+        previous.preallocated = false;
+        previous.dirty = true;
+      }
       if (previous.dirty) {
         await previous.file.datasync();
         previous.dirty = false;
@@ -870,7 +920,18 @@ export class FilePersistence implements RaftPersistence {
       hardState: this.writtenHardState,
     });
     const file = await this.fs.open(segment.path, 'createNew');
-    this.active = { segment, file, headerBytes: encoder.length, size: 0, dirty: true };
+    this.active = {
+      segment,
+      file,
+      headerBytes: encoder.length,
+      size: 0,
+      dirty: true,
+      preallocated: false,
+    };
+    if (this.limits.segmentBytesMax > encoder.length) {
+      await file.truncate(this.limits.segmentBytesMax);
+      this.active.preallocated = true;
+    }
     await writeFully(file, [encoder.bytes], 0);
     this.active.size = encoder.length;
     await file.datasync();
@@ -971,9 +1032,13 @@ interface Replay {
     readonly reason: string;
     /** The segment's header is missing or torn: the whole file goes. */
     readonly wholeSegment: boolean;
+    /** Only zeros from `offset` to a preallocated segment's end: nothing was torn. */
+    readonly preallocatedSpace?: boolean;
   } | null;
   /** Per segment: bytes of its valid prefix. */
   readonly sizes: number[];
+  /** Per segment: bytes of the file. */
+  readonly fileSizes: number[];
   /** Per segment: bytes of its header record. */
   readonly headerBytes: number[];
   records: number;
@@ -990,6 +1055,11 @@ function yieldTurn(): Promise<void> {
 /** Hands a WASM log's instance back at once instead of waiting for garbage collection. */
 function disposeLog(log: LogStore): void {
   (log as { dispose?: () => void }).dispose?.();
+}
+
+function isZeroFrom(bytes: Uint8Array, from: number): boolean {
+  for (let i = from; i < bytes.length; i++) if (bytes[i] !== 0) return false;
+  return true;
 }
 
 function pointKey(point: SnapshotPoint): string {

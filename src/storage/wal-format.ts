@@ -300,7 +300,11 @@ export function scanSegment(
     const actual = crc32(bytes.subarray(offset + 4, end));
     if (stored !== actual) {
       const problem = `checksum mismatch (stored ${hex(stored)}, computed ${hex(actual)})`;
-      if (end === size || isZero(bytes, offset, size)) return torn(problem);
+      // The last record written, torn by a crash: nothing but zeros after it (the end of the
+      // file, the size grown without the data, or a preallocated segment's unwritten room).
+      if (end === size || isZero(bytes, offset, size) || isZero(bytes, end, size)) {
+        return torn(problem);
+      }
       throw corruptLog(file, offset, problem);
     }
     const type = bytes[offset + 8]!;

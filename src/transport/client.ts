@@ -9,8 +9,17 @@
  *   could overtake each other, and each overtaken append is rejected and costs the leader a
  *   probe round. They are not HTTP-pipelined either: uWebSockets.js (the fork hyper-express
  *   runs on here) closes a connection that pipelines requests it answers asynchronously, as
- *   test/transport/server.test.ts shows. Appends queue in undici in order; the leader batches
- *   what accumulates meanwhile into the next append, so throughput holds under load.
+ *   test/transport/server.test.ts shows. So one append is in flight per follower, and the
+ *   appends the core hands out meanwhile wait in a queue here. When the connection frees up,
+ *   every queued append that continues the one before it (its `prevLogIndex` is the previous
+ *   one's last index, same term) goes out merged into one request: one HTTP round trip and
+ *   one follower fsync for all of them, however many the core's in-flight window let it
+ *   produce. The merged request's answer acknowledges them all (the core frees its in-flight
+ *   window by index); the sends merged into a later one resolve with null.
+ * - An append without entries (the leader telling a follower its new commit index) lingers up
+ *   to `commitLingerMs` before it goes alone: under a closed-loop client the next append
+ *   usually follows within a fraction of that and carries the commit index along, instead of
+ *   waiting behind a request of its own.
  * - a control `Pool` of `controlConnectionsPerPeer` connections for votes, heartbeats,
  *   timeout-now and snapshot chunks, so none of them waits behind a megabyte of entries.
  *
@@ -31,9 +40,10 @@ import { performance } from 'node:perf_hooks';
 import { crc32 } from 'node:zlib';
 import type { Logger } from 'pino';
 import { Client, Pool, type Dispatcher } from 'undici';
+import { lastIndexOf, payloadBytesOf, type EntryBatch } from '../raft/batch.js';
 import { resolveTransportLimits, type TransportLimits } from '../config.js';
 import { BadRequestError, PhantomError, ShutdownError } from '../errors.js';
-import type { Message, NodeId, SnapshotRequest } from '../raft/types.js';
+import type { AppendRequest, Message, NodeId, SnapshotRequest } from '../raft/types.js';
 import {
   cborMediaType,
   decodeMessage,
@@ -110,6 +120,18 @@ interface PeerLink {
   consecutiveFailures: number;
   retryAtMs: number;
   lastFailureAtMs: number;
+  /** Appends waiting for the replication connection, in the order the core sent them. */
+  readonly appends: QueuedAppend[];
+  /** An append request is on the replication connection now. */
+  appendInFlight: boolean;
+  /** Set while an entry-less append lingers (see the module comment). */
+  lingerTimer: NodeJS.Timeout | null;
+}
+
+interface QueuedAppend {
+  readonly message: AppendRequest;
+  readonly resolve: (response: Message | null) => void;
+  readonly reject: (error: unknown) => void;
 }
 
 interface Answer {
@@ -221,13 +243,7 @@ export class HttpPeerTransport {
       );
     }
     const startedAtMs = this.now();
-    if (startedAtMs < link.retryAtMs) {
-      throw new PeerUnreachableError(
-        link.id,
-        'backoff',
-        `Cannot send ${message.type} to ${link.id}: it failed ${link.consecutiveFailures === 1 ? 'once' : `${link.consecutiveFailures} times in a row`}; next try in ${Math.ceil(link.retryAtMs - startedAtMs)} ms`,
-      );
-    }
+    if (startedAtMs < link.retryAtMs) throw this.backoffError(link, message.type, startedAtMs);
     try {
       const response =
         message.type === 'snapshot'
@@ -271,11 +287,22 @@ export class HttpPeerTransport {
       consecutiveFailures: 0,
       retryAtMs: 0,
       lastFailureAtMs: Number.NEGATIVE_INFINITY,
+      appends: [],
+      appendInFlight: false,
+      lingerTimer: null,
     };
   }
 
   private dropLink(link: PeerLink): void {
     if (this.links.get(link.id) === link) this.links.delete(link.id);
+    this.failAppends(
+      link,
+      new ShutdownError(
+        this.closed
+          ? 'Cannot send append: the transport is closed'
+          : `Cannot send append to ${link.id}: the peer was removed`,
+      ),
+    );
     const closing = Promise.all([link.replication.destroy(), link.control.destroy()]).then(
       () => undefined,
       () => undefined,
@@ -285,14 +312,104 @@ export class HttpPeerTransport {
   }
 
   private async sendMessage(link: PeerLink, message: PeerRequest): Promise<Message | null> {
-    const dispatcher = message.type === 'append' ? link.replication : link.control;
+    if (message.type === 'append') {
+      return new Promise<Message | null>((resolve, reject) => {
+        link.appends.push({ message, resolve, reject });
+        this.pumpAppends(link);
+      });
+    }
     const answer = await post(
-      dispatcher,
+      link.control,
       link.basePath + pathByRequestType[message.type],
       encodeMessage(message),
       this.limits.rpcTimeoutMs,
     );
     return this.responseOf(link, message, answer);
+  }
+
+  /**
+   * Sends the queued appends that chain onto the first one as one request, if the replication
+   * connection is free. An entry-less append alone waits up to `commitLingerMs` for company.
+   */
+  private pumpAppends(link: PeerLink): void {
+    if (link.appendInFlight || link.appends.length === 0) return;
+    const lingerMs = this.limits.commitLingerMs;
+    if (lingerMs > 0 && link.appends.every((queued) => queued.message.entries.count === 0)) {
+      link.lingerTimer ??= setTimeout(() => {
+        link.lingerTimer = null;
+        this.flushAppends(link);
+      }, lingerMs);
+      return;
+    }
+    this.flushAppends(link);
+  }
+
+  private flushAppends(link: PeerLink): void {
+    if (link.lingerTimer !== null) {
+      clearTimeout(link.lingerTimer);
+      link.lingerTimer = null;
+    }
+    if (link.appendInFlight || link.appends.length === 0) return;
+    if (this.closed || this.links.get(link.id) !== link) {
+      this.failAppends(
+        link,
+        new ShutdownError(`Cannot send append to ${link.id}: the peer was removed`),
+      );
+      return;
+    }
+    const batch = takeChain(link.appends, this.limits.messageBodyBytesMax - appendEnvelopeBytes);
+    const now = this.now();
+    if (now < link.retryAtMs) {
+      // A request that failed while these waited started the backoff: they fail like any send
+      // in the backoff window, without touching the network.
+      const error = this.backoffError(link, 'append', now);
+      for (const queued of batch) queued.reject(error);
+      this.pumpAppends(link);
+      return;
+    }
+    const last = batch[batch.length - 1]!;
+    const message = batch.length === 1 ? last.message : mergeAppends(batch.map((q) => q.message));
+    link.appendInFlight = true;
+    const onAnswer = (answer: Answer): void => {
+      const response = this.responseOf(link, message, answer);
+      for (const queued of batch) queued.resolve(queued === last ? response : null);
+    };
+    const onError = (error: unknown): void => {
+      // Start the backoff before the next queued appends are looked at, so that they fail
+      // at once instead of trying a peer that just failed.
+      const failure = this.closed ? error : this.failureOf(link, message, error);
+      if (failure instanceof PeerUnreachableError) this.onFailure(link, now, failure);
+      for (const queued of batch) queued.reject(error);
+    };
+    post(
+      link.replication,
+      link.basePath + peerRoutePaths.append,
+      encodeMessage(message),
+      this.limits.rpcTimeoutMs,
+    )
+      .then(onAnswer)
+      .catch(onError)
+      .finally(() => {
+        link.appendInFlight = false;
+        this.pumpAppends(link);
+      });
+  }
+
+  private failAppends(link: PeerLink, error: Error): void {
+    if (link.lingerTimer !== null) {
+      clearTimeout(link.lingerTimer);
+      link.lingerTimer = null;
+    }
+    const queued = link.appends.splice(0);
+    for (const item of queued) item.reject(error);
+  }
+
+  private backoffError(link: PeerLink, type: string, now: number): PeerUnreachableError {
+    return new PeerUnreachableError(
+      link.id,
+      'backoff',
+      `Cannot send ${type} to ${link.id}: it failed ${link.consecutiveFailures === 1 ? 'once' : `${link.consecutiveFailures} times in a row`}; next try in ${Math.ceil(link.retryAtMs - now)} ms`,
+    );
   }
 
   /** Sends the chunks one after another; the last one's answer is the snapshot's response. */
@@ -379,7 +496,7 @@ export class HttpPeerTransport {
     }
     const name = error instanceof Error ? error.name : '';
     const code = errorCodeOf(error);
-    if (name === 'TimeoutError' || code === 'UND_ERR_CONNECT_TIMEOUT') {
+    if (name === 'TimeoutError' || timeoutCodes.has(code)) {
       const timeoutMs =
         message.type === 'snapshot' ? this.limits.snapshotChunkTimeoutMs : this.limits.rpcTimeoutMs;
       const what = code === 'UND_ERR_CONNECT_TIMEOUT' ? 'no connection' : 'no answer';
@@ -446,20 +563,155 @@ function isPeerRequest(message: Message): message is PeerRequest {
   return Object.hasOwn(responseTypeByRequestType, message.type);
 }
 
-async function post(
+/** undici's codes for a request that did not get its answer in time. */
+const timeoutCodes = new Set([
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+]);
+
+/** Room for an append's CBOR map beside its entries, when merging appends under a size. */
+const appendEnvelopeBytes = 1024;
+
+/** Bytes an append's entries take on the wire: payloads, and term, type and end per entry. */
+function wireBytesOf(batch: EntryBatch): number {
+  return payloadBytesOf(batch) + 13 * batch.count;
+}
+
+/**
+ * Takes off the front of `queue` the first append and every following one that continues it
+ * (same term, its entries start right after the previous one's), up to `bytesMax` wire bytes
+ * of entries (the first is taken whatever its size).
+ */
+function takeChain(queue: QueuedAppend[], bytesMax: number): QueuedAppend[] {
+  const first = queue[0]!.message;
+  let lastIndex = lastIndexOf(first.entries);
+  let bytes = wireBytesOf(first.entries);
+  let taken = 1;
+  for (; taken < queue.length; taken++) {
+    const next = queue[taken]!.message;
+    if (next.term !== first.term || next.prevLogIndex !== lastIndex) break;
+    const nextBytes = wireBytesOf(next.entries);
+    if (bytes + nextBytes > bytesMax) break;
+    bytes += nextBytes;
+    lastIndex = lastIndexOf(next.entries);
+  }
+  return queue.splice(0, taken);
+}
+
+/**
+ * One append carrying the entries of a chain of appends (see {@link takeChain}), with the
+ * newest commit index among them. Copies the entries once, into one packed batch.
+ */
+export function mergeAppends(chain: readonly AppendRequest[]): AppendRequest {
+  const first = chain[0]!;
+  let count = 0;
+  let dataBytes = 0;
+  let commit = 0;
+  let withEntries: AppendRequest | null = null;
+  let appendsWithEntries = 0;
+  for (const message of chain) {
+    count += message.entries.count;
+    dataBytes += payloadBytesOf(message.entries);
+    commit = Math.max(commit, message.commit);
+    if (message.entries.count > 0) {
+      withEntries = message;
+      appendsWithEntries++;
+    }
+  }
+  // The usual merge under a light load: a commit-only append and the next one with entries.
+  // Entries of one message only: they are the merged entries as they are (they start right
+  // after the first one's prevLogIndex, as the appends without entries before it end there).
+  if (appendsWithEntries <= 1) {
+    return { ...first, entries: withEntries?.entries ?? first.entries, commit };
+  }
+  const terms = new Float64Array(count);
+  const types = new Uint8Array(count);
+  const ends = new Uint32Array(count);
+  const data = new Uint8Array(dataBytes);
+  let at = 0;
+  let base = 0;
+  for (const { entries } of chain) {
+    const n = entries.count;
+    if (n === 0) continue;
+    terms.set(entries.terms.subarray(0, n), at);
+    types.set(entries.types.subarray(0, n), at);
+    for (let k = 0; k < n; k++) ends[at + k] = base + entries.ends[k]!;
+    const bytes = entries.ends[n - 1]!;
+    data.set(entries.data.subarray(0, bytes), base);
+    at += n;
+    base += bytes;
+  }
+  const entries: EntryBatch = {
+    firstIndex: first.entries.firstIndex,
+    count,
+    terms,
+    types,
+    ends,
+    data,
+  };
+  return { ...first, entries, commit };
+}
+
+/** A request not answered within its deadline (mapped to reason 'timeout'). */
+class RequestTimeoutError extends Error {
+  override readonly name = 'TimeoutError';
+}
+
+/**
+ * POSTs `body` and collects the whole answer within `timeoutMs` of the call (queueing in
+ * undici included). A raw undici dispatch: no response stream to build, and a plain timer
+ * cleared on the answer instead of an `AbortSignal.timeout()`, whose timer outlives every
+ * request and fires later for nothing (undici's own headers and body timeouts are too coarse:
+ * they tick every half second).
+ */
+function post(
   dispatcher: Dispatcher,
   path: string,
   body: Uint8Array,
   timeoutMs: number,
 ): Promise<Answer> {
-  const response = await dispatcher.request({
-    method: 'POST',
-    path,
-    headers: requestHeaders,
-    body,
-    signal: AbortSignal.timeout(timeoutMs),
+  return new Promise<Answer>((resolve, reject) => {
+    let status = 0;
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let controller: Dispatcher.DispatchController | null = null;
+    let timedOut: RequestTimeoutError | null = null;
+    const timer = setTimeout(() => {
+      timedOut = new RequestTimeoutError(`No answer within ${timeoutMs} ms`);
+      // Not started yet (queued behind other requests): aborted as soon as it starts.
+      controller?.abort(timedOut);
+      reject(timedOut);
+    }, timeoutMs);
+    dispatcher.dispatch(
+      { method: 'POST', path, headers: requestHeaders, body },
+      {
+        onRequestStart(started) {
+          controller = started;
+          if (timedOut !== null) started.abort(timedOut);
+        },
+        onResponseStart(_controller, statusCode) {
+          status = statusCode;
+        },
+        onResponseData(_controller, chunk) {
+          chunks.push(chunk);
+          size += chunk.length;
+        },
+        onResponseEnd() {
+          clearTimeout(timer);
+          const joined = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
+          resolve({
+            status,
+            body: new Uint8Array(joined.buffer, joined.byteOffset, joined.byteLength),
+          });
+        },
+        onResponseError(_controller, error) {
+          clearTimeout(timer);
+          reject(error);
+        },
+      },
+    );
   });
-  return { status: response.statusCode, body: new Uint8Array(await response.body.arrayBuffer()) };
 }
 
 function parsePeerUrl(id: NodeId, url: string): URL {

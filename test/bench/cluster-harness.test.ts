@@ -254,6 +254,22 @@ describe('report', () => {
     expect(svg.match(/<polyline/g)).toHaveLength(4);
   });
 
+  it('compares ours with a baseline build measured in the same run', () => {
+    const phases = [
+      phase('phantomdb', 16, 3000, 12),
+      { ...phase('phantomdb', 16, 1500, 24), system: 'baseline', label: 'old build' },
+      phase('etcd', 16, 2000, 10),
+    ];
+    expect(ratioTable(phases, 'baseline')).toContain(
+      '| 16 | 3,000 | 1,500 | 2.00× | 12.0 | 24.0 | 0.50× |',
+    );
+    expect(ratioTable(phases)).toContain('| 16 | 3,000 | 2,000 | 1.50× |');
+    expect(medianPhases(phases)).toHaveLength(3);
+    expect(phaseTable(phases)).toContain('| 16 | baseline | 1,500 |');
+    const svg = renderChart(phases, 'three systems');
+    expect(svg).toContain('old build');
+  });
+
   it('shows the round of median throughput, with the spread over rounds', () => {
     const rounds = [
       phase('etcd', 16, 4000, 10, 1),
@@ -342,6 +358,7 @@ describe('a phase against a counting HTTP server', () => {
     };
     const cluster: BenchCluster = {
       protocol: 'phantomdb',
+      system: 'phantomdb',
       label: 'counting server',
       members: [member],
       findLeader: () => Promise.resolve({ member, term: 1 }),
@@ -350,7 +367,7 @@ describe('a phase against a counting HTTP server', () => {
       stop: () => Promise.resolve({}),
     };
     try {
-      const { result, window } = await runPhase(cluster, undefined, {
+      const { result, window } = await runPhase(cluster, [], {
         connections: 4,
         round: 1,
         warmupMs: 300,

@@ -296,6 +296,24 @@ describe('command encoding', () => {
     );
   });
 
+  it('converts each name exactly in any sequence of names (the last-name caches)', () => {
+    const utf8 = new TextEncoder();
+    const text = new TextDecoder();
+    const names = fc.oneof(
+      fc.constantFrom('kv', 'x', '', '\uD800', '\uFFFD', 'é'),
+      fc.string({ unit: 'binary', maxLength: 4 }),
+    );
+    fc.assert(
+      fc.property(fc.array(names, { maxLength: 12 }), (sequence) => {
+        for (const name of sequence) {
+          // What a name becomes through UTF-8 (a lone surrogate becomes U+FFFD).
+          const expected = text.decode(utf8.encode(name));
+          expect(decodeCommand(encodeCommand(name, 'd')).command).toBe(expected);
+        }
+      }),
+    );
+  });
+
   it('rejects garbage with BadRequestError only', () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 40 }), (bytes) => {

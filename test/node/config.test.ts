@@ -79,7 +79,7 @@ describe('parseNodeConfig', () => {
       electionTicks: 8,
       heartbeatTicks: 1,
       requestTimeoutMs: 5_000,
-      snapshotEntries: 10_000,
+      snapshotEntries: 100_000,
       snapshotKeepEntries: 1_000,
     });
     // A small snapshot interval keeps a log no longer than it, so lagging followers need it.

@@ -244,6 +244,45 @@ describe('persistence before acknowledgement', () => {
     expect(leader.status().commit).toBe(index);
   });
 
+  it('takeMessages() hands out the appends of proposals made while a Ready is outstanding', () => {
+    const net = new Network(['a', 'b', 'c']);
+    net.elect('a');
+    // With c down, every commit needs the leader's own durable copy.
+    net.crash('c');
+    const leader = net.core('a');
+    const first = leader.propose(bytes('x'));
+    const ready = leader.ready();
+    expect(ready.entries?.count).toBe(1);
+    net.queue.push(...ready.messages);
+    // While the leader's first write is in flight, two more proposals: their appends may
+    // leave now, continuing the first one, without a Ready (none can be built yet).
+    expect(leader.hasReady()).toBe(false);
+    leader.propose(bytes('y'));
+    const last = leader.propose(bytes('z'));
+    const early = leader.takeMessages();
+    expect(early.map((m) => m.type)).toEqual(['append', 'append']);
+    for (const message of appends(early, 'b')) {
+      expect(message.prevLogIndex).toBe(first.index);
+      expect(message.entries.count).toBe(2);
+    }
+    expect(leader.takeMessages()).toEqual([]);
+    net.queue.push(...early);
+    net.deliverQueued();
+    net.processReadies();
+    net.deliverQueued();
+    // b holds all three, but the leader has not confirmed even its first write: nothing
+    // commits before advance(), and then only what the leader has persisted.
+    expect(leader.status().commit).toBe(first.index - 1);
+    leader.advance();
+    expect(leader.status().commit).toBe(first.index);
+    const next = leader.ready();
+    // The early appends are not sent again; the entries they carried are persisted now.
+    expect(appends(next.messages, 'b').every((m) => m.entries.count === 0)).toBe(true);
+    expect([next.entries?.firstIndex, next.entries?.count]).toEqual([first.index + 1, 2]);
+    leader.advance();
+    expect(leader.status().commit).toBe(last.index);
+  });
+
   it('a lone voter commits its proposals once they are persisted', () => {
     const core = new RaftCore({
       id: 'a',

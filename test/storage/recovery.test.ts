@@ -18,7 +18,7 @@ import type { HardState } from '../../src/raft/types.js';
 import { FilePersistence } from '../../src/storage/file-persistence.js';
 import type { FilePersistenceOptions } from '../../src/storage/file-persistence.js';
 import type { StoredSnapshot } from '../../src/storage/types.js';
-import { hardStateRecordBytes } from '../../src/storage/wal-format.js';
+import { hardStateRecordBytes, scanSegment } from '../../src/storage/wal-format.js';
 import { CrashFs } from './helpers/crash-fs.js';
 import { createTestLog, expectIntact, runOf, tempDir, termsOf } from './helpers/entries.js';
 
@@ -163,14 +163,17 @@ describe('recovery', () => {
     const storage = storageAt(dir.path);
     await storage.load();
     const segment = join(dir.path, 'wal', '0000000000000001.wal');
-    const offsets: number[] = [];
     for (let i = 1; i <= 5; i++) {
-      offsets.push((await stat(segment)).size);
       await storage.save({ snapshot: null, entries: runOf(i, 1, 1), hardState: null }, true);
     }
     await storage.close();
     const bytes = await readFile(segment);
-    const victim = offsets[2]!;
+    // Where each record starts (the file is preallocated while in use, so its size says
+    // nothing then): the header, then one record per save.
+    const offsets: number[] = [];
+    scanSegment(bytes, segment, true, (record) => offsets.push(record.offset));
+    expect(offsets).toHaveLength(6);
+    const victim = offsets[3]!;
     bytes[victim + 40]! ^= 0x01; // one bit inside the third save's record
     await writeFile(segment, bytes);
     const error = await loadError(dir.path);

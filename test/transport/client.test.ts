@@ -7,10 +7,13 @@ import fc from 'fast-check';
 import { Server } from 'hyper-express';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PhantomError, ShutdownError } from '../../src/errors.js';
+import { payloadOf } from '../../src/raft/batch.js';
+import type { AppendRequest } from '../../src/raft/types.js';
 import { encodeMessage } from '../../src/transport/codec.js';
 import { closeServer } from '../../src/transport/http.js';
 import {
   HttpPeerTransport,
+  mergeAppends,
   PeerUnreachableError,
   type HttpPeerTransportOptions,
 } from '../../src/transport/client.js';
@@ -157,32 +160,140 @@ describe('round trips', () => {
 });
 
 describe('ordering and lanes', () => {
-  it('delivers concurrent appends to one peer in order while heartbeats pass them', async () => {
-    const arrivals: number[] = [];
+  it('delivers appends to one peer in order, merging those queued behind the one in flight, while heartbeats pass them', async () => {
+    const arrivals: AppendRequest[] = [];
     let release: () => void = () => undefined;
     const gate = new Promise<void>((resolve) => (release = resolve));
     const peer = await peerServer(async (request, data) => {
       if (request.type === 'append') {
-        arrivals.push(request.prevLogIndex);
+        arrivals.push(request);
         await gate;
       }
       return echoHandler(request, data);
     });
     const client = transport({ n2: peer.url });
-    const appends = Array.from({ length: 40 }, (_, k) =>
-      client.send(makeAppend(makeBatch(k * 4 + 1, 4, 100), 1)),
-    );
+    const sent = Array.from({ length: 40 }, (_, k) => makeAppend(makeBatch(k * 4 + 1, 4, 100), 1));
+    const appends = sent.map((append) => client.send(append));
     // The first append holds the replication connection; heartbeats use the control pool.
     while (arrivals.length === 0) await new Promise((resolve) => setTimeout(resolve, 2));
     const response = await client.send(heartbeat(7));
     expect(response).toMatchObject({ type: 'heartbeatResp', context: 7 });
-    expect(arrivals).toEqual([0]);
+    expect(arrivals.map((append) => append.prevLogIndex)).toEqual([0]);
     release();
     const responses = await Promise.all(appends);
-    expect(responses.map((reply) => reply?.type === 'appendResp' && reply.matchIndex)).toEqual(
-      Array.from({ length: 40 }, (_, k) => k * 4 + 4),
+    // The other 39 waited together and went as one request, answered once, for the last.
+    expect(arrivals.map((append) => append.prevLogIndex)).toEqual([0, 4]);
+    const merged = arrivals[1]!;
+    expect(merged.entries.count).toBe(39 * 4);
+    expect(merged.commit).toBe(sent.at(-1)!.commit);
+    for (let k = 1; k < 40; k++) {
+      for (let j = 0; j < 4; j++) {
+        expect(payloadOf(merged.entries, (k - 1) * 4 + j)).toEqual(payloadOf(sent[k]!.entries, j));
+      }
+    }
+    expect(
+      responses.map((reply) => (reply?.type === 'appendResp' ? reply.matchIndex : null)),
+    ).toEqual([4, ...Array<null>(38).fill(null), 160]);
+  });
+
+  it('merges only appends that continue each other, keeping the order of the rest', async () => {
+    const arrivals: AppendRequest[] = [];
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const peer = await peerServer(async (request, data) => {
+      if (request.type === 'append') {
+        arrivals.push(request);
+        if (arrivals.length === 1) await gate;
+      }
+      return echoHandler(request, data);
+    });
+    const client = transport({ n2: peer.url });
+    const first = client.send(makeAppend(makeBatch(1, 2, 10), 1));
+    while (arrivals.length === 0) await new Promise((resolve) => setTimeout(resolve, 2));
+    const queued = [
+      makeAppend(makeBatch(3, 2, 10), 1), // continues 1..2
+      makeAppend(makeBatch(5, 1, 10), 1), // continues 3..4
+      makeAppend(makeBatch(3, 3, 10), 1), // a probe back at 3: not a continuation
+      makeAppend(makeBatch(6, 1, 10, 2), 2), // continues 3..5, but in a newer term
+      makeAppend(makeBatch(7, 1, 10, 2), 2), // continues 6 in term 2
+    ];
+    const answers = queued.map((append) => client.send(append));
+    release();
+    await Promise.all([first, ...answers]);
+    expect(
+      arrivals.map((append) => [append.term, append.prevLogIndex, append.entries.count]),
+    ).toEqual([
+      [1, 0, 2],
+      [1, 2, 3],
+      [1, 2, 3],
+      [2, 5, 2],
+    ]);
+  });
+
+  it('lets an append without entries wait a little for one with entries, then go alone', async () => {
+    const arrivals: AppendRequest[] = [];
+    const peer = await peerServer((request, data) => {
+      if (request.type === 'append') arrivals.push(request);
+      return echoHandler(request, data);
+    });
+    const client = transport({ n2: peer.url }, { limits: { commitLingerMs: 50 } });
+    const commitOnly = { ...makeAppend(makeBatch(5, 0, 0), 1), commit: 4 };
+    const lingering = client.send(commitOnly);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(arrivals).toHaveLength(0);
+    const next = client.send({ ...makeAppend(makeBatch(5, 1, 10), 1), commit: 4 });
+    expect(await lingering).toBeNull();
+    expect(await next).toMatchObject({ type: 'appendResp', matchIndex: 5 });
+    expect(
+      arrivals.map((append) => [append.prevLogIndex, append.entries.count, append.commit]),
+    ).toEqual([[4, 1, 4]]);
+
+    const started = performance.now();
+    const alone = await client.send({ ...makeAppend(makeBatch(6, 0, 0), 1), commit: 5 });
+    expect(performance.now() - started).toBeGreaterThanOrEqual(45);
+    expect(alone).toMatchObject({ type: 'appendResp', matchIndex: 5 });
+    expect(arrivals).toHaveLength(2);
+  });
+
+  it('merges appends without entries into one with entries without copying them', () => {
+    const data = makeAppend(makeBatch(5, 3, 10), 1);
+    const merged = mergeAppends([
+      { ...makeAppend(makeBatch(5, 0, 0), 1), commit: 3 },
+      { ...data, commit: 4 },
+      { ...makeAppend(makeBatch(8, 0, 0), 1), commit: 7 },
+    ]);
+    expect(merged.prevLogIndex).toBe(4);
+    expect(merged.commit).toBe(7);
+    expect(merged.entries).toBe(data.entries);
+    const copied = mergeAppends([data, makeAppend(makeBatch(8, 2, 10), 1)]);
+    expect([copied.entries.firstIndex, copied.entries.count]).toEqual([5, 5]);
+    expect(payloadOf(copied.entries, 4)).toEqual(payloadOf(makeBatch(8, 2, 10), 1));
+  });
+
+  it('merges no further than the body limit', async () => {
+    const arrivals: AppendRequest[] = [];
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const peer = await peerServer(async (request, data) => {
+      if (request.type === 'append') {
+        arrivals.push(request);
+        if (arrivals.length === 1) await gate;
+      }
+      return echoHandler(request, data);
+    });
+    const client = transport({ n2: peer.url }, { limits: { messageBodyBytesMax: 64 * 1024 } });
+    const first = client.send(makeAppend(makeBatch(1, 1, 10), 1));
+    while (arrivals.length === 0) await new Promise((resolve) => setTimeout(resolve, 2));
+    // Ten appends of 10 KiB each: at most five fit in 64 KiB with the envelope.
+    const rest = Array.from({ length: 10 }, (_, k) =>
+      client.send(makeAppend(makeBatch(k + 2, 1, 10 * 1024), 1)),
     );
-    expect(arrivals).toEqual(Array.from({ length: 40 }, (_, k) => k * 4));
+    release();
+    await Promise.all([first, ...rest]);
+    const counts = arrivals.slice(1).map((append) => append.entries.count);
+    expect(counts.reduce((sum, count) => sum + count, 0)).toBe(10);
+    expect(Math.max(...counts)).toBeLessThanOrEqual(6);
+    expect(counts.length).toBeGreaterThan(1);
   });
 });
 
@@ -248,6 +359,36 @@ describe('failures and backoff', () => {
     expect(
       errors.every((error) => error instanceof PeerUnreachableError && error.reason === 'timeout'),
     ).toBe(true);
+    expect(client.peerStatus().get('n2')?.consecutiveFailures).toBe(1);
+  });
+
+  it('fails the appends queued behind a failed one without sending them', async () => {
+    let appendsSeen = 0;
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const peer = await peerServer(async (request, data) => {
+      if (request.type === 'append') {
+        appendsSeen++;
+        await gate;
+        throw new Error('disk on fire');
+      }
+      return echoHandler(request, data);
+    });
+    const client = transport(
+      { n2: peer.url },
+      { limits: { backoffBaseMs: 2000, backoffMaxMs: 2000 } },
+    );
+    const first = rejection(client.send(makeAppend(makeBatch(1, 1, 10), 1)));
+    while (appendsSeen === 0) await new Promise((resolve) => setTimeout(resolve, 2));
+    const queued = [2, 3, 4].map((index) =>
+      rejection(client.send(makeAppend(makeBatch(index, 1, 10), 1))),
+    );
+    release();
+    expect(await first).toMatchObject({ reason: 'status', status: 500 });
+    for (const error of await Promise.all(queued)) {
+      expect(error).toMatchObject({ reason: 'backoff' });
+    }
+    expect(appendsSeen).toBe(1);
     expect(client.peerStatus().get('n2')?.consecutiveFailures).toBe(1);
   });
 

@@ -1,0 +1,62 @@
+// Checks the real file system behind FilePersistence (nodeFs) on a temp directory: writes small
+// enough to be done on the calling thread and large ones done in the thread pool land at their
+// positions, and a failing write rejects its promise instead of throwing.
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { nodeFs, writeFully } from '../../src/storage/fs.js';
+import { tempDir } from './helpers/entries.js';
+
+function filled(length: number, seed: number): Uint8Array {
+  const bytes = new Uint8Array(length);
+  for (let k = 0; k < length; k++) bytes[k] = (k * 31 + seed) & 0xff;
+  return bytes;
+}
+
+describe('nodeFs', () => {
+  let dir: Awaited<ReturnType<typeof tempDir>>;
+  beforeEach(async () => {
+    dir = await tempDir('phantomdb-nodefs-');
+  });
+  afterEach(async () => {
+    await dir.remove();
+  });
+
+  it('writes chunks of any size at their positions, small ones and large ones alike', async () => {
+    const path = join(dir.path, 'segment');
+    const file = await nodeFs.open(path, 'createNew');
+    const expected = new Uint8Array(3 * 1024 * 1024);
+    let position = 0;
+    // One chunk and several, below and above what is written without the thread pool.
+    const writes = [[100], [7, 9, 4096], [300 * 1024], [1024 * 1024, 5], [64 * 1024, 64 * 1024]];
+    for (const [w, sizes] of writes.entries()) {
+      const chunks = sizes.map((size, k) => filled(size, w * 10 + k));
+      await writeFully(file, chunks, position);
+      for (const chunk of chunks) {
+        expected.set(chunk, position);
+        position += chunk.length;
+      }
+    }
+    // Overwrite inside what is there.
+    const patch = filled(333, 99);
+    expect(await file.write([patch], 1000)).toBe(333);
+    expected.set(patch, 1000);
+    await file.datasync();
+    await file.close();
+    const read = await readFile(path);
+    expect(read.length).toBe(position);
+    // Buffer.compare: a deep equality of megabytes byte by byte is slow to run and to report.
+    expect(Buffer.compare(read, expected.subarray(0, position))).toBe(0);
+  });
+
+  it('rejects a failed write instead of throwing, inline or not', async () => {
+    const file = await nodeFs.open(join(dir.path, 'closed'), 'createNew');
+    await file.close();
+    for (const size of [10, 2 * 1024 * 1024]) {
+      const written = file.write([new Uint8Array(size)], 0);
+      expect(written).toBeInstanceOf(Promise);
+      const error = (await written.catch((caught: unknown) => caught)) as NodeJS.ErrnoException;
+      expect(error.code).toMatch(/^E/);
+    }
+  });
+});
