@@ -306,6 +306,10 @@ describe('leader changes and durable cursors', () => {
     const eu = await region(network, 'eu', 3);
     const euLeader = await eu.leader();
     const follower = eu.nodes.find((node) => node !== euLeader)!;
+    // A follower that has not heard from the new leader yet answers 421 without its URL.
+    await waitFor(`${follower.id} to know its leader`, () =>
+      follower.manager.getLeader() === euLeader.id ? true : undefined,
+    );
     const origin = (await us.leader()).manager;
     await origin.addReplicationRegion({ id: 'eu', url: follower.url });
     origin.replication.setReplicationStrategy(ReplicationStrategy.SYNCHRONOUS);
