@@ -286,3 +286,56 @@ export function resolveReplicationLimits(
   checkInteger('backoffMaxMs', limits.backoffMaxMs, limits.backoffBaseMs);
   return limits;
 }
+
+/**
+ * Tunables of a node's security and overload protection (src/security, src/node): how a
+ * signed peer request's clock may differ, and how much work clients may hold in flight.
+ */
+export interface SecurityLimits {
+  /**
+   * How far a signed peer or region request's timestamp may be from this node's clock, either
+   * way. Requests outside the window are refused, so a captured request cannot be replayed
+   * later; inside it Raft and region messages are harmless to repeat and forwarded client
+   * requests are refused by nonce.
+   */
+  readonly authClockSkewMs: number;
+  /** Nonces of forwarded client requests remembered to refuse replays inside the window. */
+  readonly replayNoncesMax: number;
+  /** Client requests in flight per client (bearer token, else remote address); past it 429. */
+  readonly clientRequestsInFlightMax: number;
+  /** Client requests in flight on this node in all; past it 503 OVERLOADED. */
+  readonly requestsInFlightMax: number;
+  /**
+   * How long a request's body may take to arrive once its route started reading it; a slower
+   * one (or one whose client disconnected) is dropped with 400, freeing what it held.
+   */
+  readonly bodyReadTimeoutMs: number;
+}
+
+/**
+ * Defaults of {@link SecurityLimits}: a 30 s skew window (NTP keeps clocks far closer), and
+ * in-flight caps well above what the cluster benchmark's 256 concurrent clients need.
+ */
+export const securityDefaults: SecurityLimits = {
+  authClockSkewMs: 30_000,
+  replayNoncesMax: 65_536,
+  clientRequestsInFlightMax: 1_024,
+  requestsInFlightMax: 8_192,
+  bodyReadTimeoutMs: 30_000,
+};
+
+/** Fills in defaults and validates; throws RangeError on the first bad field. */
+export function resolveSecurityLimits(overrides: Partial<SecurityLimits> = {}): SecurityLimits {
+  const limits = { ...securityDefaults, ...overrides };
+  checkInteger('authClockSkewMs', limits.authClockSkewMs, 1_000, 3_600_000);
+  checkInteger('replayNoncesMax', limits.replayNoncesMax, 1_024, 10_000_000);
+  checkInteger('clientRequestsInFlightMax', limits.clientRequestsInFlightMax, 1, 1_000_000);
+  checkInteger(
+    'requestsInFlightMax',
+    limits.requestsInFlightMax,
+    limits.clientRequestsInFlightMax,
+    1_000_000,
+  );
+  checkInteger('bodyReadTimeoutMs', limits.bodyReadTimeoutMs, 1, 3_600_000);
+  return limits;
+}

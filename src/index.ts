@@ -10,3 +10,4 @@ export { RaftCore, decodeConfChange, encodeConfChange } from './raft/index.js';
 export type { ProgressStatus, RaftCoreOptions, RaftStatus } from './raft/index.js';
 export * from './consensus/index.js';
 export * from './replication/index.js';
+export * from './security/index.js';

@@ -57,7 +57,7 @@ import {
   encodeStampedCommand,
   stampedCommandMarker,
 } from '../kv/versioned-codec.js';
-import type { RegionClient } from '../replication/client.js';
+import { HttpRegionClient, type RegionClient } from '../replication/client.js';
 import { RegionState, type RegionCommandResult } from '../replication/region-state.js';
 import {
   ReplicationManager,
@@ -74,6 +74,8 @@ import {
   type ReplicationReceipt,
   type ReplicationStatus,
 } from '../replication/types.js';
+import { RequestSigner } from '../security/request-signer.js';
+import { Secret, secretBytesMin } from '../security/secret.js';
 import { HttpPeerTransport } from '../transport/client.js';
 import { closeServer, installErrorHandlers } from '../transport/http.js';
 import { mountPeerRoutes, type PeerRoutes } from '../transport/server.js';
@@ -118,6 +120,18 @@ export interface ConsensusConfig {
    * `raft` and `replication` yourself).
    */
   readonly listen?: boolean | { readonly host: string; readonly port: number };
+  /**
+   * Shared by the region's members (at least 16 bytes): with `listen`, every peer RPC this
+   * manager sends is signed with it and every one it receives must be (401 otherwise, and
+   * nothing changes). Default: peers are not authenticated.
+   */
+  readonly clusterSecret?: Secret;
+  /**
+   * Shared by every region that replicates with this one: region requests sent by the default
+   * HTTP region client are signed with it, and, with `listen`, received ones must be.
+   * Default: the cluster secret.
+   */
+  readonly regionSecret?: Secret;
   /** Where problems and region events are logged. Default: silent. */
   readonly logger?: Logger;
   /** The application's own state, for commands it submits: included in snapshots. */
@@ -163,6 +177,8 @@ export class ConsensusManager implements ReplicationHost {
   private readonly logger: Logger;
   private readonly appSnapshots: SnapshotCallbacks | undefined;
   private readonly listenAt: { host: string; port: number } | null;
+  private readonly peerSigner: RequestSigner | null;
+  private readonly regionSigner: RequestSigner | null;
   /** Limits of replication between regions (batch sizes, timeouts), validated. */
   readonly replicationLimits: ReplicationLimits;
   private applyCallback: ApplyCommandCallback | null = null;
@@ -204,6 +220,10 @@ export class ConsensusManager implements ReplicationHost {
       conflictResolver: this.conflictResolver,
       ...(config.kvLimits === undefined ? {} : { limits: config.kvLimits }),
     });
+    this.peerSigner = signerOf('clusterSecret', config.clusterSecret, 'peer');
+    this.regionSigner =
+      signerOf('regionSecret', config.regionSecret, 'region') ??
+      signerOf('clusterSecret', config.clusterSecret, 'region');
     this.raft = new RaftConsensus(config.nodeId, config.raftNodes, config.raft ?? {});
     this.raft.registerApplyCommandCallback((command, data, entry) =>
       this.apply(command, data, entry),
@@ -219,7 +239,11 @@ export class ConsensusManager implements ReplicationHost {
         limits: replicationLimits,
         fallback: config.replicationFallback ?? 'fail',
         logger: this.logger.child({ component: 'replication' }),
-        ...(config.regionClient === undefined ? {} : { client: config.regionClient }),
+        ...(config.regionClient !== undefined
+          ? { client: config.regionClient }
+          : this.regionSigner !== null
+            ? { client: new HttpRegionClient({ interceptors: [this.regionSigner.interceptor()] }) }
+            : {}),
       },
     );
     const listen = config.listen ?? false;
@@ -608,13 +632,18 @@ export class ConsensusManager implements ReplicationHost {
       handler: (message, data) => this.raft.handleMessage(message, data),
       logger: logger.child({ component: 'peers' }),
       localId: this.nodeId,
+      signer: this.peerSigner,
     });
     mountReplicationRoutes(server, this.replication, {
       bodyBytesMax: this.replicationLimits.batchBodyBytesMax,
       logger,
+      signer: this.regionSigner,
     });
     installErrorHandlers(server, logger);
-    this.transport = new HttpPeerTransport({ logger: logger.child({ component: 'peers' }) });
+    this.transport = new HttpPeerTransport({
+      logger: logger.child({ component: 'peers' }),
+      interceptors: this.peerSigner === null ? [] : [this.peerSigner.interceptor()],
+    });
     const transport = this.transport;
     this.raft.registerSendCallback((_to, message, data) => transport.send(message, data));
     this.watchPeers();
@@ -635,4 +664,17 @@ export class ConsensusManager implements ReplicationHost {
     }
     this.transport.setPeers(peers);
   }
+}
+
+/** A signer for `purpose` from a secret option, checked for length; null without one. */
+function signerOf(
+  name: string,
+  secret: Secret | undefined,
+  purpose: 'peer' | 'region',
+): RequestSigner | null {
+  if (secret === undefined) return null;
+  if (!(secret instanceof Secret) || secret.length < secretBytesMin) {
+    throw new TypeError(`Invalid ${name}: a Secret of at least ${secretBytesMin} bytes`);
+  }
+  return new RequestSigner(secret, purpose);
 }

@@ -28,12 +28,28 @@
  * they answer 503 REGION_UNAVAILABLE with `index`, `term` and `replication`: the write is
  * committed here and still ships. A key that holds concurrent writes (MULTI_VALUE siblings)
  * is read as 300 Multiple Choices listing every sibling.
+ *
+ * Access (see {@link ClientAccess}): with a tokens file every route needs
+ * `Authorization: Bearer <token>` whose scope covers it (401 without or with an unknown token,
+ * 403 with too small a scope); `/healthz` and `/metrics` stay open unless `healthAuth`. With a
+ * cluster secret a request marked as forwarded must be signed by a member (401 otherwise), so
+ * an outsider cannot pose as one. Each client (token, else remote address) may have
+ * `clientRequestsInFlightMax` requests in flight (429 past it) and the node
+ * `requestsInFlightMax` in all (503 OVERLOADED).
  */
 import { performance } from 'node:perf_hooks';
 import { encode as encodeCbor } from 'cbor-x';
 import type { Request, Response, Server } from 'hyper-express';
 import type { Logger } from 'pino';
 import type { KvLimits } from '../config.js';
+import type { AdmissionControl } from '../security/admission.js';
+import { readSignedBody } from '../security/authenticate.js';
+import {
+  UnauthorizedError,
+  type NonceGuard,
+  type RequestSigner,
+} from '../security/request-signer.js';
+import { TokenStore, type TokenScope } from '../security/tokens.js';
 import {
   BadRequestError,
   NotLeaderError,
@@ -54,17 +70,20 @@ import {
   type ReplicationStrategy,
 } from '../replication/types.js';
 import {
+  answerHeadersOf,
   cborBodyMediaType,
   errorReplyOf,
   jsonMediaType,
   readBody,
   responseFormatOf,
+  watchBody,
   type BodyFormat,
 } from '../transport/http.js';
 import {
   forwardedByHeader,
   forwardedToHeader,
   leaderHeader,
+  targetHeader,
   timeoutHeader,
   type ForwardOutcome,
   type LeaderForwarder,
@@ -128,9 +147,24 @@ export interface RegionsStatus {
   readonly regions: readonly ReplicationStatus[];
 }
 
+/** Who may use the API and how much of it; see the module comment. */
+export interface ClientAccess {
+  /** Bearer tokens; null: the API is open. */
+  readonly tokens: TokenStore | null;
+  /** `/healthz` and `/metrics` need a `read` token too. */
+  readonly healthAuth: boolean;
+  /** Checks requests marked as forwarded (the cluster secret); null: no secret. */
+  readonly peerSigner: RequestSigner | null;
+  /** Refuses replayed forwarded requests. */
+  readonly forwardNonces: NonceGuard | null;
+  /** Requests in flight per client and in all. */
+  readonly admission: AdmissionControl;
+}
+
 /** What the API needs from the node it serves (PhantomNode implements it). */
 export interface ClientApiNode {
   readonly id: string;
+  readonly access: ClientAccess;
   readonly kvLimits: KvLimits;
   readonly requestTimeoutMs: number;
   readonly logger: Logger;
@@ -198,6 +232,9 @@ const knownMethods = new Set(['GET', 'PUT', 'POST', 'DELETE', 'HEAD', 'PATCH', '
 
 type Handler = (request: Request, format: BodyFormat) => Promise<Reply>;
 
+/** What a route needs: a token scope, or `health` (open unless `healthAuth`). */
+type RouteScope = TokenScope | 'health';
+
 /**
  * Mounts the client routes on `server` (before `listen()`). Unknown routes are left to the
  * server's not-found handler (installErrorHandlers), which answers 404 as JSON.
@@ -205,15 +242,58 @@ type Handler = (request: Request, format: BodyFormat) => Promise<Reply>;
 export function mountClientApi(server: Server, node: ClientApiNode): void {
   const { logger, metrics } = node;
 
+  const { access } = node;
+  /** A forwarded request's body is read (to check its signature) before the route's own limit. */
+  const forwardedBodyBytesMax = Math.max(node.kvLimits.valueBytesMax, adminBodyBytesMax);
+
+  /**
+   * Authenticates and admits a request: the forwarding node's signature, the client's token
+   * and scope, then the in-flight limits. Returns the function that ends its admission.
+   */
+  const admit = async (
+    request: Request,
+    response: Response,
+    scope: RouteScope,
+    what: string,
+  ): Promise<() => void> => {
+    let forwarded = false;
+    if (access.peerSigner !== null && request.headers[forwardedByHeader] !== undefined) {
+      await readSignedBody(request, response, access.peerSigner, forwardedBodyBytesMax, {
+        ...(access.forwardNonces === null ? {} : { nonces: access.forwardNonces }),
+      });
+      const target = request.headers[targetHeader];
+      if (target !== node.id) {
+        // Signed for another node: a replay sent elsewhere, or a stale leader hint.
+        throw new UnauthorizedError(
+          `Cannot take a request forwarded to '${String(target).slice(0, 64)}': this node is '${node.id}'`,
+        );
+      }
+      forwarded = true;
+    }
+    const tokens = access.tokens;
+    let client: string | null = null;
+    if (tokens !== null && (scope !== 'health' || access.healthAuth)) {
+      const identity = tokens.authenticate(request.headers['authorization']);
+      TokenStore.authorize(identity, scope === 'health' ? 'read' : scope, what);
+      client = `token ${identity.name}`;
+    }
+    if (scope === 'health') return () => undefined;
+    // A request a member forwarded was admitted there, against its client's own limit.
+    return access.admission.admit(forwarded ? null : (client ?? `address ${request.ip}`));
+  };
+
   const route =
-    (name: string, handler: Handler) =>
+    (name: string, scope: RouteScope, handler: Handler) =>
     async (request: Request, response: Response): Promise<void> => {
       const started = performance.now();
       const done = node.beginRequest();
       let format: BodyFormat = 'json';
       let status = 500;
+      let release = (): void => undefined;
       try {
+        watchBody(request, response, access.admission.limits.bodyReadTimeoutMs);
         format = responseFormatOf(request.headers);
+        release = await admit(request, response, scope, `${request.method} ${name}`);
         if (node.isStopping()) {
           // A forwarding follower can try the next leader: this one is handing over.
           if (request.headers[forwardedByHeader] !== undefined) throw notLeader(node);
@@ -230,12 +310,13 @@ export function mountClientApi(server: Server, node: ClientApiNode): void {
       } finally {
         const method = knownMethods.has(request.method) ? request.method : 'OTHER';
         metrics.onRequest(name, method, status, (performance.now() - started) / 1000);
+        release();
         done();
       }
     };
 
-  const notAllowed = (name: string, allow: string) =>
-    route(name, (request) => {
+  const notAllowed = (name: string, allow: string, scope: RouteScope = 'read') =>
+    route(name, scope, (request) => {
       throw Object.assign(
         new PhantomError(
           'METHOD_NOT_ALLOWED',
@@ -251,7 +332,7 @@ export function mountClientApi(server: Server, node: ClientApiNode): void {
   server.put(
     `${kvPathPrefix}*`,
     routeOptions,
-    route(kvRoute, async (request, format) => {
+    route(kvRoute, 'readwrite', async (request, format) => {
       const key = keyOfPath(request.path, node.kvLimits);
       const query = parseQuery(request.path_query, ['prevValue', 'prevExist']);
       const conditions: { prevValue?: Uint8Array; prevExist?: boolean } = {};
@@ -270,7 +351,7 @@ export function mountClientApi(server: Server, node: ClientApiNode): void {
   server.delete(
     `${kvPathPrefix}*`,
     routeOptions,
-    route(kvRoute, (request, format) => {
+    route(kvRoute, 'readwrite', (request, format) => {
       const key = keyOfPath(request.path, node.kvLimits);
       const query = parseQuery(request.path_query, ['prevValue']);
       const prevValue = query.get('prevValue');
@@ -287,7 +368,7 @@ export function mountClientApi(server: Server, node: ClientApiNode): void {
   server.get(
     `${kvPathPrefix}*`,
     routeOptions,
-    route(kvRoute, (request, format) => {
+    route(kvRoute, 'read', (request, format) => {
       const key = keyOfPath(request.path, node.kvLimits);
       const query = parseQuery(request.path_query, ['consistency']);
       const consistencyBytes = query.get('consistency');
@@ -320,7 +401,7 @@ export function mountClientApi(server: Server, node: ClientApiNode): void {
   server.get(
     '/v1/status',
     routeOptions,
-    route('/v1/status', (request, format) => {
+    route('/v1/status', 'read', (request, format) => {
       parseQuery(request.path_query, []);
       return Promise.resolve(objectReply(200, node.status(), format));
     }),
@@ -330,7 +411,7 @@ export function mountClientApi(server: Server, node: ClientApiNode): void {
   server.get(
     '/healthz',
     routeOptions,
-    route('/healthz', (_request, format) => {
+    route('/healthz', 'health', (_request, format) => {
       const failure = node.storageFailure();
       const status = node.status();
       const health = {
@@ -343,17 +424,17 @@ export function mountClientApi(server: Server, node: ClientApiNode): void {
       return Promise.resolve(objectReply(failure === null ? 200 : 503, health, format));
     }),
   );
-  server.any('/healthz', routeOptions, notAllowed('/healthz', 'GET'));
+  server.any('/healthz', routeOptions, notAllowed('/healthz', 'GET', 'health'));
 
   server.get(
     '/metrics',
     routeOptions,
-    route('/metrics', async () => {
+    route('/metrics', 'health', async () => {
       const { contentType, body } = await node.renderMetrics();
       return { status: 200, contentType, body };
     }),
   );
-  server.any('/metrics', routeOptions, notAllowed('/metrics', 'GET'));
+  server.any('/metrics', routeOptions, notAllowed('/metrics', 'GET', 'health'));
 
   // --- Membership and leadership ----------------------------------------------------------
 
@@ -363,7 +444,7 @@ export function mountClientApi(server: Server, node: ClientApiNode): void {
   server.get(
     '/v1/members',
     routeOptions,
-    route('/v1/members', (request, format) => {
+    route('/v1/members', 'read', (request, format) => {
       parseQuery(request.path_query, []);
       return Promise.resolve(membersReply(format));
     }),
@@ -371,7 +452,7 @@ export function mountClientApi(server: Server, node: ClientApiNode): void {
   server.post(
     '/v1/members',
     routeOptions,
-    route('/v1/members', async (request, format) => {
+    route('/v1/members', 'admin', async (request, format) => {
       parseQuery(request.path_query, []);
       const body = await readBody(request, adminBodyBytesMax);
       const member = memberRequestOf(parseObjectBody(request.headers['content-type'], body));
@@ -397,7 +478,7 @@ export function mountClientApi(server: Server, node: ClientApiNode): void {
   server.delete(
     '/v1/members/*',
     routeOptions,
-    route('/v1/members/{id}', (request, format) => {
+    route('/v1/members/{id}', 'admin', (request, format) => {
       parseQuery(request.path_query, []);
       const id = memberIdOf(request.path.slice('/v1/members/'.length));
       return onLeader(request, 'admin', null, async (deadline) => {
@@ -435,7 +516,7 @@ export function mountClientApi(server: Server, node: ClientApiNode): void {
   server.post(
     '/v1/leader/transfer',
     routeOptions,
-    route('/v1/leader/transfer', async (request, format) => {
+    route('/v1/leader/transfer', 'admin', async (request, format) => {
       parseQuery(request.path_query, []);
       const body = await readBody(request, adminBodyBytesMax);
       const to = transferTargetOf(parseObjectBody(request.headers['content-type'], body));
@@ -473,7 +554,7 @@ export function mountClientApi(server: Server, node: ClientApiNode): void {
   server.get(
     '/v1/regions',
     routeOptions,
-    route('/v1/regions', (request, format) => {
+    route('/v1/regions', 'read', (request, format) => {
       parseQuery(request.path_query, []);
       // The leader ships to the regions: only its view is live.
       return onLeader(request, 'read', null, () =>
@@ -484,7 +565,7 @@ export function mountClientApi(server: Server, node: ClientApiNode): void {
   server.post(
     '/v1/regions',
     routeOptions,
-    route('/v1/regions', async (request, format) => {
+    route('/v1/regions', 'admin', async (request, format) => {
       parseQuery(request.path_query, []);
       const body = await readBody(request, adminBodyBytesMax);
       const region = regionRequestOf(parseObjectBody(request.headers['content-type'], body));
@@ -503,7 +584,7 @@ export function mountClientApi(server: Server, node: ClientApiNode): void {
   server.delete(
     '/v1/regions/*',
     routeOptions,
-    route('/v1/regions/{id}', (request, format) => {
+    route('/v1/regions/{id}', 'admin', (request, format) => {
       parseQuery(request.path_query, []);
       const id = regionIdOf(request.path.slice('/v1/regions/'.length));
       return onLeader(request, 'admin', null, async (deadline) => {
@@ -633,11 +714,13 @@ export function mountClientApi(server: Server, node: ClientApiNode): void {
         if (leader !== null && leader.id !== node.id) {
           const outcome = await node.forwarder.forward(
             leader.url,
+            leader.id,
             {
               method: request.method,
               pathAndQuery: request.url,
               contentType: request.headers['content-type'],
               accept: request.headers['accept'],
+              authorization: request.headers['authorization'],
               body,
             },
             Math.max(1, deadline - performance.now()),
@@ -809,6 +892,7 @@ function errorReply(error: unknown, format: BodyFormat): Reply {
   if (typeof allow === 'string') headers['allow'] = allow;
   const leader = (error as { leader?: unknown } | null)?.leader;
   if (status === 421 && typeof leader === 'string') headers[leaderHeader] = leader;
+  if (status === 401) headers['www-authenticate'] = 'Bearer realm="phantomdb"';
   return { ...objectReply(status, { error: { code, message } }, format), headers };
 }
 
@@ -835,9 +919,15 @@ function write(response: Response, reply: Reply): void {
     for (const [name, value] of Object.entries(reply.headers)) response.header(name, value);
   }
   const { body } = reply;
-  response.send(
-    typeof body === 'string' ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength),
-  );
+  const bytes =
+    typeof body === 'string'
+      ? Buffer.from(body)
+      : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+  // Signed when the request was a signed forward: the forwarding node checks it.
+  for (const [name, value] of Object.entries(answerHeadersOf(response, reply.status, bytes))) {
+    response.header(name, value);
+  }
+  response.send(bytes);
 }
 
 /** Resolves or rejects as `promise` does, or rejects with TimeoutError at `deadline`. */

@@ -92,6 +92,13 @@ const logLevel = values['log-level'] ?? 'info';
 const rawLogs = values.json === true;
 const mainScript = fileURLToPath(new URL('./main.js', import.meta.url));
 const urlHost = host.includes(':') ? `[${host}]` : host;
+const givenFlag = (name: string, env: string): boolean =>
+  nodeFlags.some((flag) => flag === `--${name}` || flag.startsWith(`--${name}=`)) ||
+  (process.env[env] ?? '') !== '';
+// With TLS the nodes serve HTTPS only, so they must name each other by https:// URLs.
+const tls = givenFlag('tls-cert', 'PHANTOMDB_TLS_CERT');
+// The launcher's own status polling has neither the CA nor a token.
+const secured = tls || givenFlag('tokens-file', 'PHANTOMDB_TOKENS_FILE');
 
 const members: Member[] = Array.from({ length: count }, (_, k) => {
   const id = `n${k + 1}`;
@@ -99,7 +106,7 @@ const members: Member[] = Array.from({ length: count }, (_, k) => {
   return {
     id,
     port,
-    url: `http://${urlHost}:${port}`,
+    url: `${tls ? 'https' : 'http'}://${urlHost}:${port}`,
     dataDir: path.join(dataRoot, id),
     process: null,
     exitCode: null,
@@ -213,6 +220,12 @@ process.on('exit', () => {
 
 /** Polls the nodes' status until one reports a leader every member agrees on. */
 async function announceLeader(): Promise<void> {
+  if (secured) {
+    say(
+      `cluster: ${count} node${count === 1 ? '' : 's'} starting with TLS or tokens: ${members.map((member) => `${member.id} ${member.url}`).join(', ')}; their logs name the leader (Ctrl-C stops all)`,
+    );
+    return;
+  }
   const deadline = Date.now() + 30_000;
   while (!stopping && Date.now() < deadline) {
     await new Promise((resolve) => setTimeout(resolve, 200));

@@ -8,8 +8,12 @@
  */
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { resolveSecurityLimits, securityDefaults, type SecurityLimits } from '../config.js';
 import { ConflictResolutionStrategy } from '../conflict/conflict-resolver.js';
 import { ReplicationStrategy, type ReplicationFallback } from '../replication/types.js';
+import { Secret, readSecretFile, secretBytesMin } from '../security/secret.js';
+import { TlsConfigError, TlsSettings } from '../security/tls.js';
+import { TokenStore, TokensFileError } from '../security/tokens.js';
 
 /** A flag value that cannot be used; `flag` is the flag's name without dashes. */
 export class ConfigError extends Error {
@@ -61,6 +65,28 @@ export interface NodeConfig {
   readonly replicationTimeoutMs: number;
   /** How writes from other regions are merged with local ones (the same in every region). */
   readonly conflictStrategy: ConflictResolutionStrategy;
+  /** Secrets, TLS, client tokens and admission limits. */
+  readonly security: NodeSecurityConfig;
+}
+
+/**
+ * The security settings of a node. Every field defaults to off, so a node started without
+ * these flags is open as before (`npm start` needs no flags).
+ */
+export interface NodeSecurityConfig {
+  /** Signs and checks every peer RPC and forwarded request; null: peers are not authenticated. */
+  readonly clusterSecret: Secret | null;
+  /** Signs and checks region replication requests; defaults to the cluster secret. */
+  readonly regionSecret: Secret | null;
+  /** TLS for the listener and for every connection the node opens; null: plain HTTP. */
+  readonly tls: TlsSettings | null;
+  /** Client bearer tokens; null: the client API is open. */
+  readonly tokens: TokenStore | null;
+  /** `/healthz` and `/metrics` need a `read` token too (when there are tokens). */
+  readonly healthAuth: boolean;
+  readonly limits: SecurityLimits;
+  /** Flags that carried a secret on the command line, where `ps` shows it (main.ts hides it). */
+  readonly secretsInArgv: readonly string[];
 }
 
 interface FlagSpec {
@@ -172,6 +198,78 @@ const flagSpecs: readonly FlagSpec[] = [
     help: 'latest-timestamp|lww|multi-value: how writes from other regions merge, the same in every region (default latest-timestamp)',
   },
   {
+    name: 'cluster-secret',
+    type: 'string',
+    placeholder: 'SECRET',
+    help: 'shared by the members: peer RPCs and forwarded requests are signed with it and unsigned ones refused (401); at least 16 bytes; prefer the env PHANTOMDB_CLUSTER_SECRET or --cluster-secret-file (default: none, peers are not authenticated)',
+  },
+  {
+    name: 'cluster-secret-file',
+    type: 'string',
+    placeholder: 'FILE',
+    help: 'read --cluster-secret from FILE (surrounding whitespace ignored)',
+  },
+  {
+    name: 'region-secret',
+    type: 'string',
+    placeholder: 'SECRET',
+    help: 'shared by every region that replicates with this one: /v1/replication/* requests are signed with it (default: the cluster secret)',
+  },
+  {
+    name: 'region-secret-file',
+    type: 'string',
+    placeholder: 'FILE',
+    help: 'read --region-secret from FILE',
+  },
+  {
+    name: 'tls-cert',
+    type: 'string',
+    placeholder: 'FILE',
+    help: "PEM certificate (chain): the listener serves HTTPS only, and it is this node's client certificate towards peers; peer URLs are then https:// (default: plain HTTP)",
+  },
+  { name: 'tls-key', type: 'string', placeholder: 'FILE', help: 'PEM private key of --tls-cert' },
+  {
+    name: 'tls-key-passphrase',
+    type: 'string',
+    placeholder: 'PASS',
+    help: 'passphrase of an encrypted --tls-key (prefer the env PHANTOMDB_TLS_KEY_PASSPHRASE)',
+  },
+  {
+    name: 'tls-ca',
+    type: 'string',
+    placeholder: 'FILE',
+    help: 'PEM CA bundle: peers, leaders and regions must present certificates it signed, and a client certificate from another CA is refused (default: the system CAs)',
+  },
+  {
+    name: 'tokens-file',
+    type: 'string',
+    placeholder: 'FILE',
+    help: 'JSON bearer tokens with scopes read|readwrite|admin; clients then need "Authorization: Bearer <token>" (401 without, 403 without the scope) (default: the client API is open)',
+  },
+  {
+    name: 'health-auth',
+    type: 'boolean',
+    help: '/healthz and /metrics need a read token too (default: they stay open for probes and scrapers)',
+  },
+  {
+    name: 'auth-clock-skew-ms',
+    type: 'string',
+    placeholder: 'MS',
+    help: `how far a signed peer or region request's clock may be off, either way (default ${securityDefaults.authClockSkewMs})`,
+  },
+  {
+    name: 'client-inflight-max',
+    type: 'string',
+    placeholder: 'N',
+    help: `client requests in flight per token (or per remote address without tokens); past it 429 (default ${securityDefaults.clientRequestsInFlightMax})`,
+  },
+  {
+    name: 'inflight-max',
+    type: 'string',
+    placeholder: 'N',
+    help: `client requests in flight on this node in all; past it 503 OVERLOADED (default ${securityDefaults.requestsInFlightMax})`,
+  },
+  {
     name: 'log-level',
     type: 'string',
     placeholder: 'LEVEL',
@@ -237,7 +335,9 @@ export function parseNodeConfig(
     );
   }
   const [listenHost, listenPort] = parseHostPort(text('listen') ?? '127.0.0.1:7001');
-  const selfUrl = `http://${listenHost.includes(':') ? `[${listenHost}]` : listenHost}:${listenPort}`;
+  const security = parseSecurity(text, lookup, (name) => values[name] !== undefined);
+  const scheme = security.tls === null ? 'http' : 'https';
+  const selfUrl = `${scheme}://${listenHost.includes(':') ? `[${listenHost}]` : listenHost}:${listenPort}`;
   const peersText = text('peers');
   const peers = peersText === undefined ? [{ id, url: selfUrl }] : parsePeers(peersText);
   if (!peers.some((peer) => peer.id === id)) {
@@ -331,8 +431,130 @@ export function parseNodeConfig(
         lww: ConflictResolutionStrategy.LWW_REGISTER,
         'multi-value': ConflictResolutionStrategy.MULTI_VALUE,
       }),
+      security,
     },
   };
+}
+
+/** Reads and checks the security flags; see {@link NodeSecurityConfig}. */
+function parseSecurity(
+  text: (name: string) => string | undefined,
+  lookup: (name: string) => string | boolean | undefined,
+  onCommandLine: (name: string) => boolean,
+): NodeSecurityConfig {
+  const secretsInArgv = ['cluster-secret', 'region-secret', 'tls-key-passphrase'].filter((name) =>
+    onCommandLine(name),
+  );
+  const clusterSecret = secretOf('cluster-secret', text);
+  const regionSecret = secretOf('region-secret', text) ?? clusterSecret;
+
+  const certFile = text('tls-cert');
+  const keyFile = text('tls-key');
+  const caFile = text('tls-ca');
+  const passphrase = text('tls-key-passphrase');
+  if ((certFile === undefined) !== (keyFile === undefined)) {
+    throw new ConfigError(
+      certFile === undefined ? 'tls-cert' : 'tls-key',
+      'Invalid TLS flags: --tls-cert and --tls-key go together',
+    );
+  }
+  if (certFile === undefined && (caFile !== undefined || passphrase !== undefined)) {
+    throw new ConfigError(
+      caFile !== undefined ? 'tls-ca' : 'tls-key-passphrase',
+      `Invalid --${caFile !== undefined ? 'tls-ca' : 'tls-key-passphrase'}: it needs --tls-cert and --tls-key (a node serves TLS and speaks it to its peers, or neither)`,
+    );
+  }
+  let tls: TlsSettings | null = null;
+  if (certFile !== undefined && keyFile !== undefined) {
+    try {
+      tls = TlsSettings.load({
+        certFile,
+        keyFile,
+        caFile: caFile ?? null,
+        passphrase: passphrase === undefined ? null : Secret.fromText(passphrase),
+      });
+    } catch (error) {
+      if (!(error instanceof TlsConfigError)) throw error;
+      throw new ConfigError('tls-cert', error.message);
+    }
+  }
+
+  const tokensFile = text('tokens-file');
+  let tokens: TokenStore | null = null;
+  if (tokensFile !== undefined) {
+    try {
+      tokens = TokenStore.load(tokensFile);
+    } catch (error) {
+      if (!(error instanceof TokensFileError)) throw error;
+      throw new ConfigError('tokens-file', error.message);
+    }
+  }
+  const healthAuth = lookup('health-auth') === true;
+  if (healthAuth && tokens === null) {
+    throw new ConfigError('health-auth', 'Invalid --health-auth: it needs --tokens-file');
+  }
+
+  const clientRequestsInFlightMax = parseIntegerFlag(
+    'client-inflight-max',
+    text('client-inflight-max'),
+    securityDefaults.clientRequestsInFlightMax,
+    1,
+    1_000_000,
+  );
+  const requestsInFlightMax = parseIntegerFlag(
+    'inflight-max',
+    text('inflight-max'),
+    Math.max(securityDefaults.requestsInFlightMax, clientRequestsInFlightMax),
+    1,
+    1_000_000,
+  );
+  if (requestsInFlightMax < clientRequestsInFlightMax) {
+    throw new ConfigError(
+      'inflight-max',
+      `Invalid --inflight-max ${requestsInFlightMax}: it must be at least --client-inflight-max (${clientRequestsInFlightMax})`,
+    );
+  }
+  const limits = resolveSecurityLimits({
+    authClockSkewMs: parseIntegerFlag(
+      'auth-clock-skew-ms',
+      text('auth-clock-skew-ms'),
+      securityDefaults.authClockSkewMs,
+      1_000,
+      3_600_000,
+    ),
+    clientRequestsInFlightMax,
+    requestsInFlightMax,
+  });
+  return { clusterSecret, regionSecret, tls, tokens, healthAuth, limits, secretsInArgv };
+}
+
+/** The secret of `--<name>` or `--<name>-file`, checked for length; null when neither is set. */
+function secretOf(name: string, text: (name: string) => string | undefined): Secret | null {
+  const given = text(name);
+  const file = text(`${name}-file`);
+  if (given !== undefined && file !== undefined) {
+    throw new ConfigError(name, `Invalid --${name}: give it or --${name}-file, not both`);
+  }
+  let secret: Secret;
+  if (file !== undefined) {
+    try {
+      secret = readSecretFile(file);
+    } catch (error) {
+      throw new ConfigError(`${name}-file`, `Invalid --${name}-file: ${(error as Error).message}`);
+    }
+  } else if (given !== undefined) {
+    secret = Secret.fromText(given);
+  } else {
+    return null;
+  }
+  if (secret.length < secretBytesMin) {
+    // The length only: the secret itself never appears in a message.
+    throw new ConfigError(
+      name,
+      `Invalid --${name}${file === undefined ? '' : '-file'}: the secret is ${secret.length} bytes, use at least ${secretBytesMin} (e.g. openssl rand -hex 32)`,
+    );
+  }
+  return secret;
 }
 
 function parseRegion(value: string): string {

@@ -10,13 +10,21 @@
  * What a failure means matters for writes: a request that never reached the leader (connection
  * refused, no connection in time) did nothing and is retried; one that was sent and then lost
  * (reset, timeout) may have been applied, and only reads are retried after that.
+ *
+ * With a cluster secret the forwarded request is signed (src/security/request-signer.ts), names
+ * the leader it is meant for in {@link targetHeader}, and the leader's answer must be signed
+ * for it: an outsider can neither pose as a forwarding node nor forge the leader's answer. The
+ * client's Authorization header travels along, so the leader checks the client's token too.
  */
-import { Agent, errors as undiciErrors } from 'undici';
+import type { ConnectionOptions } from 'node:tls';
+import { Agent, errors as undiciErrors, type Dispatcher } from 'undici';
 
 /** Request header naming the node that forwarded the request. */
 export const forwardedByHeader = 'x-phantomdb-forwarded-by';
 /** Request header: milliseconds the forwarding node will still wait for the answer. */
 export const timeoutHeader = 'x-phantomdb-timeout-ms';
+/** Request header naming the node a forwarded request is meant for (signed with the rest). */
+export const targetHeader = 'x-phantomdb-target';
 /** Response header naming the leader a request was forwarded to. */
 export const forwardedToHeader = 'x-phantomdb-forwarded-to';
 /** Response header of a 421 NOT_LEADER: the leader this node knows of ('' when none). */
@@ -32,6 +40,8 @@ export interface ForwardRequest {
   readonly pathAndQuery: string;
   readonly contentType: string | undefined;
   readonly accept: string | undefined;
+  /** The client's Authorization header, passed on for the leader to check. */
+  readonly authorization?: string | undefined;
   readonly body: Uint8Array | null;
 }
 
@@ -57,11 +67,16 @@ export interface LeaderForwarderOptions {
   readonly connectionsPerOrigin?: number;
   /** Deadline of opening a connection. Default 1000 ms. */
   readonly connectTimeoutMs?: number;
+  /** TLS for https leaders: the CA to verify them, this node's certificate. */
+  readonly tls?: ConnectionOptions;
+  /** undici interceptors every forwarded request passes through (the cluster secret's signer). */
+  readonly interceptors?: readonly Dispatcher.DispatcherComposeInterceptor[];
 }
 
 /** Forwards client requests to the leader; see the module comment. */
 export class LeaderForwarder {
   private readonly agent: Agent;
+  private readonly dispatcher: Dispatcher;
   private readonly nodeId: string;
 
   constructor(options: LeaderForwarderOptions) {
@@ -70,23 +85,36 @@ export class LeaderForwarder {
       connections: options.connectionsPerOrigin ?? 64,
       pipelining: 1,
       keepAliveTimeout: 10_000,
-      connect: { timeout: options.connectTimeoutMs ?? 1_000 },
+      connect: { ...options.tls, timeout: options.connectTimeoutMs ?? 1_000 },
     });
+    const interceptors = options.interceptors ?? [];
+    this.dispatcher =
+      interceptors.length === 0 ? this.agent : this.agent.compose([...interceptors]);
   }
 
-  /** Sends `request` to `url` (an origin) and waits at most `timeoutMs` for the whole answer. */
-  async forward(url: string, request: ForwardRequest, timeoutMs: number): Promise<ForwardOutcome> {
+  /**
+   * Sends `request` to the leader `targetId` at `url` (an origin) and waits at most
+   * `timeoutMs` for the whole answer.
+   */
+  async forward(
+    url: string,
+    targetId: string,
+    request: ForwardRequest,
+    timeoutMs: number,
+  ): Promise<ForwardOutcome> {
     const headers: Record<string, string> = {
       [forwardedByHeader]: this.nodeId,
       [timeoutHeader]: String(Math.max(1, Math.floor(timeoutMs))),
+      [targetHeader]: targetId,
     };
     if (request.contentType !== undefined) headers['content-type'] = request.contentType;
     if (request.accept !== undefined) headers['accept'] = request.accept;
+    if (request.authorization !== undefined) headers['authorization'] = request.authorization;
     // The leader answers within the budget it was given; the margin covers the trip back.
     const waitMs = Math.max(1, Math.floor(timeoutMs)) + 500;
     let sent = false;
     try {
-      const answer = await this.agent.request({
+      const answer = await this.dispatcher.request({
         origin: url,
         path: request.pathAndQuery,
         method: request.method,

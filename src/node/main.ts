@@ -28,6 +28,10 @@ async function main(): Promise<void> {
     return;
   }
   const { config } = parsed;
+  if (config.security.secretsInArgv.length > 0) {
+    // Overwrites the argv that `ps` and /proc/<pid>/cmdline show, secrets included.
+    process.title = `phantomdb ${config.id}`;
+  }
   const logger = createNodeLogger(config.id, config.logLevel);
   watchForBugs(logger);
 

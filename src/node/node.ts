@@ -17,6 +17,12 @@
  * membership lives in the data directory (RaftConsensus stores the bootstrap members as a
  * snapshot at index 0, changes go through the log), so a restarted node ignores `--peers`.
  *
+ * Security (src/security, `config.security`): with a cluster secret every peer RPC and every
+ * forwarded request is signed and checked, with a region secret (the cluster secret by
+ * default) every region request; with TLS the listener serves HTTPS only and every connection
+ * the node opens verifies its peer against the CA; with a tokens file clients need bearer
+ * tokens; and client requests in flight are capped per client and in all.
+ *
  * @example
  * ```ts
  * const parsed = parseNodeConfig(['--id', 'n1', '--data-dir', '/tmp/n1'], {});
@@ -30,15 +36,19 @@
 import { performance } from 'node:perf_hooks';
 import { Server } from 'hyper-express';
 import type { Logger } from 'pino';
-import { resolveKvLimits, type KvLimits } from '../config.js';
+import { replicationDefaults, resolveKvLimits, type KvLimits } from '../config.js';
 import type { Version } from '../conflict/dvv.js';
 import { ConsensusManager, type WriteOutcome } from '../consensus/consensus-manager.js';
 import type { RaftConsensus, RaftNodeInfo } from '../consensus/raft-consensus.js';
 import { NotLeaderError, PhantomError, ShutdownError, StorageError } from '../errors.js';
 import type { KvStateMachine } from '../kv/state-machine.js';
+import { HttpRegionClient } from '../replication/client.js';
 import { registerReplicationMetrics } from '../replication/metrics.js';
 import { mountReplicationRoutes } from '../replication/routes.js';
 import { replicatedCommands, type Region, type RegionInfo } from '../replication/types.js';
+import { AdmissionControl } from '../security/admission.js';
+import { NonceGuard, RequestSigner } from '../security/request-signer.js';
+import type { TlsServerOptions } from '../security/tls.js';
 import { FilePersistence } from '../storage/file-persistence.js';
 import { nodeFs, type StorageFs } from '../storage/fs.js';
 import { HttpPeerTransport, PeerUnreachableError } from '../transport/client.js';
@@ -46,6 +56,7 @@ import { closeServer, installErrorHandlers } from '../transport/http.js';
 import { mountPeerRoutes, type PeerRoutes } from '../transport/server.js';
 import {
   mountClientApi,
+  type ClientAccess,
   type ClientApiNode,
   type MemberStatus,
   type NodeStatus,
@@ -79,6 +90,7 @@ export class PhantomNode implements ClientApiNode {
   readonly logger: Logger;
   readonly metrics: NodeMetrics;
   readonly forwarder: LeaderForwarder;
+  readonly access: ClientAccess;
   /** The URL this node listens on. */
   readonly url: string;
 
@@ -104,7 +116,9 @@ export class PhantomNode implements ClientApiNode {
     this.id = config.id;
     this.kvLimits = resolveKvLimits(options.kvLimits);
     this.requestTimeoutMs = config.requestTimeoutMs;
-    this.url = `http://${config.listenHost.includes(':') ? `[${config.listenHost}]` : config.listenHost}:${config.listenPort}`;
+    const { security } = config;
+    const scheme = security.tls === null ? 'http' : 'https';
+    this.url = `${scheme}://${config.listenHost.includes(':') ? `[${config.listenHost}]` : config.listenHost}:${config.listenPort}`;
     this.logger = options.logger ?? createNodeLogger(config.id, config.logLevel);
     this.metrics = new NodeMetrics({
       nodeId: config.id,
@@ -115,6 +129,30 @@ export class PhantomNode implements ClientApiNode {
       storage: () => this.persistence.stats(),
       keys: () => this.kv.size,
     });
+    const signerOptions = { limits: security.limits };
+    const peerSigner =
+      security.clusterSecret === null
+        ? null
+        : new RequestSigner(security.clusterSecret, 'peer', signerOptions);
+    const regionSigner =
+      security.regionSecret === null
+        ? null
+        : new RequestSigner(security.regionSecret, 'region', signerOptions);
+    const tls = security.tls?.connectOptions();
+    const connectSecurity = (signer: RequestSigner | null) => ({
+      ...(tls === undefined ? {} : { tls }),
+      interceptors: signer === null ? [] : [signer.interceptor()],
+    });
+    this.access = {
+      tokens: security.tokens,
+      healthAuth: security.healthAuth,
+      peerSigner,
+      forwardNonces:
+        peerSigner === null
+          ? null
+          : new NonceGuard(security.limits.authClockSkewMs, security.limits.replayNoncesMax),
+      admission: new AdmissionControl(security.limits),
+    };
     this.persistence = new FilePersistence({
       dir: config.dataDir,
       fs: timedFs(options.fs ?? nodeFs, (seconds, failed) =>
@@ -130,6 +168,10 @@ export class PhantomNode implements ClientApiNode {
       replicationFallback: config.replicationFallback,
       replicationLimits: { replicationTimeoutMs: config.replicationTimeoutMs },
       conflictResolutionStrategy: config.conflictStrategy,
+      regionClient: new HttpRegionClient({
+        connectTimeoutMs: Math.min(2_000, replicationDefaults.requestTimeoutMs),
+        ...connectSecurity(regionSigner),
+      }),
       kvLimits: this.kvLimits,
       logger: this.logger,
       raft: {
@@ -147,17 +189,24 @@ export class PhantomNode implements ClientApiNode {
     this.raft = this.manager.raft;
     this.kv = this.manager.kv;
     registerReplicationMetrics(this.metrics.registry, this.manager);
-    this.transport = new HttpPeerTransport({ logger: this.logger.child({ component: 'peers' }) });
+    this.transport = new HttpPeerTransport({
+      logger: this.logger.child({ component: 'peers' }),
+      ...connectSecurity(peerSigner),
+    });
     this.raft.registerSendCallback((_to, message, data) => this.transport.send(message, data));
-    this.forwarder = new LeaderForwarder({ nodeId: config.id });
+    this.forwarder = new LeaderForwarder({ nodeId: config.id, ...connectSecurity(peerSigner) });
 
-    this.server = new Server({ auto_close: false });
+    this.server = createServer(security.tls?.serverOptions());
     this.peerRoutes = mountPeerRoutes(this.server, {
       handler: (message, data) => this.raft.handleMessage(message, data),
       logger: this.logger.child({ component: 'peers' }),
       localId: config.id,
+      signer: peerSigner,
+      bodyReadTimeoutMs: security.limits.bodyReadTimeoutMs,
     });
     mountReplicationRoutes(this.server, this.manager.replication, {
+      signer: regionSigner,
+      bodyReadTimeoutMs: security.limits.bodyReadTimeoutMs,
       bodyBytesMax: this.manager.replicationLimits.batchBodyBytesMax,
       logger: this.logger.child({ component: 'replication' }),
       onRequest: (route, status, seconds) => this.metrics.onRequest(route, 'POST', status, seconds),
@@ -183,6 +232,7 @@ export class PhantomNode implements ClientApiNode {
       { dataDir: config.dataDir, join: config.join, listen: this.url },
       `Starting node ${config.id} in region ${config.region}`,
     );
+    this.logSecurity();
     const started = performance.now();
     try {
       await this.manager.initialize();
@@ -227,6 +277,36 @@ export class PhantomNode implements ClientApiNode {
       logger.info(
         { url: this.url, members },
         `Listening on ${this.url}; try: curl -X PUT ${this.url}/v1/kv/hello -d world && curl ${this.url}/v1/kv/hello`,
+      );
+    }
+  }
+
+  /** Says, once at start, what protects this node, and what does not (never a secret). */
+  private logSecurity(): void {
+    const { security } = this.config;
+    const summary = {
+      peerAuth: security.clusterSecret === null ? 'none' : 'hmac-sha256',
+      regionAuth: security.regionSecret === null ? 'none' : 'hmac-sha256',
+      tls:
+        security.tls === null ? 'off' : security.tls.files.caFile === null ? 'on' : 'on, CA given',
+      clientTokens: security.tokens?.size ?? 0,
+      healthAuth: security.healthAuth,
+      clientRequestsInFlightMax: security.limits.clientRequestsInFlightMax,
+      requestsInFlightMax: security.limits.requestsInFlightMax,
+    };
+    this.logger.info(summary, 'Security settings');
+    if (security.clusterSecret === null && (this.config.peers.length > 1 || this.config.join)) {
+      this.logger.warn(
+        'No --cluster-secret: any process that reaches this port can send Raft messages; set one for a deployment',
+      );
+    }
+    if (security.tokens !== null && security.tls === null) {
+      this.logger.warn('Bearer tokens without --tls-cert travel in clear text');
+    }
+    if (security.secretsInArgv.length > 0) {
+      this.logger.warn(
+        { flags: security.secretsInArgv.map((name) => `--${name}`) },
+        'Secrets given as flags are visible to other users of this machine until the process title hides them; prefer the PHANTOMDB_* environment variables or the -file flags',
       );
     }
   }
@@ -516,6 +596,21 @@ export class PhantomNode implements ClientApiNode {
         `Membership: ${members.map((m) => `${m.id}${m.role === 'learner' ? ' (learner)' : ''}`).join(', ') || 'none'}`,
       );
     }
+  }
+}
+
+/**
+ * The hyper-express server, serving TLS when given its options. hyper-express's own error for
+ * a bad TLS setup lists every option, passphrase included; this one names the files only.
+ */
+function createServer(tls: TlsServerOptions | undefined): Server {
+  if (tls === undefined) return new Server({ auto_close: false });
+  try {
+    return new Server({ auto_close: false, ...tls });
+  } catch {
+    throw new Error(
+      `Cannot serve TLS with ${tls.cert_file_name} and ${tls.key_file_name}: uWebSockets.js refused them`,
+    );
   }
 }
 

@@ -7,7 +7,8 @@
  * the shipper's business (link.ts). Every failure is a {@link RegionRequestError} whose
  * `reason` says what went wrong.
  */
-import { Agent } from 'undici';
+import type { ConnectionOptions } from 'node:tls';
+import { Agent, type Dispatcher } from 'undici';
 import { PhantomError } from '../errors.js';
 import { cborBodyMediaType } from '../transport/http.js';
 import {
@@ -68,6 +69,10 @@ export interface HttpRegionClientOptions {
   readonly connectTimeoutMs?: number;
   /** Largest answer accepted. Default 64 KiB (answers are a few dozen bytes). */
   readonly answerBytesMax?: number;
+  /** TLS for https regions: the CA to verify them, this node's certificate. Default: system CAs. */
+  readonly tls?: ConnectionOptions;
+  /** undici interceptors every request passes through (the region secret's signer). */
+  readonly interceptors?: readonly Dispatcher.DispatcherComposeInterceptor[];
 }
 
 const headers = { 'content-type': cborBodyMediaType, accept: cborBodyMediaType };
@@ -75,17 +80,21 @@ const headers = { 'content-type': cborBodyMediaType, accept: cborBodyMediaType }
 /** {@link RegionClient} over HTTP/1.1 keep-alive connections (one undici Agent). */
 export class HttpRegionClient implements RegionClient {
   private readonly agent: Agent;
+  private readonly dispatcher: Dispatcher;
   private readonly answerBytesMax: number;
   private closed = false;
 
   constructor(options: HttpRegionClientOptions = {}) {
     this.answerBytesMax = options.answerBytesMax ?? 64 * 1024;
     this.agent = new Agent({
-      connect: { timeout: options.connectTimeoutMs ?? 2_000 },
+      connect: { ...options.tls, timeout: options.connectTimeoutMs ?? 2_000 },
       maxResponseSize: this.answerBytesMax,
       // Regions are far apart; keep idle connections long enough to span heartbeats.
       keepAliveTimeout: 30_000,
     });
+    const interceptors = options.interceptors ?? [];
+    this.dispatcher =
+      interceptors.length === 0 ? this.agent : this.agent.compose([...interceptors]);
   }
 
   ship(url: string, request: RegionBatchRequest, timeoutMs: number): Promise<RegionAnswer> {
@@ -118,7 +127,7 @@ export class HttpRegionClient implements RegionClient {
     let contentType: string;
     let bytes: Uint8Array;
     try {
-      const response = await this.agent.request({
+      const response = await this.dispatcher.request({
         origin: url,
         path,
         method: 'POST',

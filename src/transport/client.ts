@@ -40,6 +40,8 @@ import { performance } from 'node:perf_hooks';
 import { crc32 } from 'node:zlib';
 import type { Logger } from 'pino';
 import { Client, Pool, type Dispatcher } from 'undici';
+import type { ConnectionOptions } from 'node:tls';
+import { composeInterceptors } from '../security/request-signer.js';
 import { lastIndexOf, payloadBytesOf, type EntryBatch } from '../raft/batch.js';
 import { resolveTransportLimits, type TransportLimits } from '../config.js';
 import { BadRequestError, PhantomError, ShutdownError } from '../errors.js';
@@ -100,6 +102,10 @@ export interface HttpPeerTransportOptions {
   readonly random?: () => number;
   /** Clock in milliseconds; default performance.now. */
   readonly now?: () => number;
+  /** TLS for https peers: the CA to verify them, this node's certificate (mutual TLS). */
+  readonly tls?: ConnectionOptions;
+  /** undici interceptors every request passes through (the cluster secret's signer). */
+  readonly interceptors?: readonly Dispatcher.DispatcherComposeInterceptor[];
 }
 
 /** What the transport knows of one peer. */
@@ -163,6 +169,8 @@ export class HttpPeerTransport {
   private readonly logger: Logger | undefined;
   private readonly random: () => number;
   private readonly now: () => number;
+  private readonly tls: ConnectionOptions | undefined;
+  private readonly interceptors: readonly Dispatcher.DispatcherComposeInterceptor[];
   private readonly links = new Map<NodeId, PeerLink>();
   private readonly closing = new Set<Promise<void>>();
   private nextTransferId: number;
@@ -173,6 +181,8 @@ export class HttpPeerTransport {
     this.logger = options.logger;
     this.random = options.random ?? Math.random;
     this.now = options.now ?? (() => performance.now());
+    this.tls = options.tls;
+    this.interceptors = options.interceptors ?? [];
     // A fresh start point per process, so a restarted sender's ids do not repeat old ones.
     this.nextTransferId = Math.floor(this.random() * 2 ** 31);
     this.setPeers(options.peers ?? new Map());
@@ -274,16 +284,17 @@ export class HttpPeerTransport {
     const common = {
       connectTimeout: this.limits.connectTimeoutMs,
       maxResponseSize: this.limits.messageBodyBytesMax,
+      ...(this.tls === undefined ? {} : { connect: this.tls }),
     };
     return {
       id,
       url,
       basePath: parsed.pathname.replace(/\/+$/, ''),
-      replication: new Client(parsed.origin, common),
-      control: new Pool(parsed.origin, {
-        ...common,
-        connections: this.limits.controlConnectionsPerPeer,
-      }),
+      replication: composeInterceptors(new Client(parsed.origin, common), this.interceptors),
+      control: composeInterceptors(
+        new Pool(parsed.origin, { ...common, connections: this.limits.controlConnectionsPerPeer }),
+        this.interceptors,
+      ),
       consecutiveFailures: 0,
       retryAtMs: 0,
       lastFailureAtMs: Number.NEGATIVE_INFINITY,

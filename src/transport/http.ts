@@ -15,6 +15,7 @@
  * });
  * ```
  */
+import { performance } from 'node:perf_hooks';
 import { Writable } from 'node:stream';
 import type { Request, Response, Server } from 'hyper-express';
 import { encode as encodeCbor } from 'cbor-x';
@@ -55,11 +56,80 @@ export async function readBody(request: Request, bytesMax: number): Promise<Uint
   if (declared !== undefined && declared !== '') {
     const length = Number(declared);
     if (length > bytesMax) throw tooLarge(`${length}`, bytesMax);
-    return request.buffer();
+    // hyper-express caches the buffer: a second read (after a signature check) is free.
+    return watched(request, request.buffer());
   }
   if (request.headers['transfer-encoding']?.toLowerCase() !== 'chunked') {
     return new Uint8Array(0);
   }
+  const earlier = chunkedBodies.get(request);
+  if (earlier !== undefined) {
+    const body = await earlier;
+    if (body.length > bytesMax) throw tooLarge(`${body.length}`, bytesMax);
+    return body;
+  }
+  const reading = watched(request, readChunkedBody(request, bytesMax));
+  chunkedBodies.set(request, reading);
+  return reading;
+}
+
+/** How a route's body reads end when the client goes away or is too slow. */
+interface BodyWatch {
+  readonly response: Response;
+  readonly deadlineMs: number;
+}
+
+const bodyWatches = new WeakMap<Request, BodyWatch>();
+/** How often a body read still waiting looks whether its client is gone. */
+const bodyWatchIntervalMs = 250;
+
+/**
+ * Makes {@link readBody} of `request` fail (BAD_REQUEST) when the client disconnects before
+ * its body has arrived, or when the body takes longer than `timeoutMs` to arrive.
+ * hyper-express never settles a body read whose client went away, so without this the route
+ * would wait forever, holding its admission and memory: a client sending headers and part of
+ * a body, then disconnecting, could exhaust a node. Call it first thing in a route.
+ */
+export function watchBody(request: Request, response: Response, timeoutMs: number): void {
+  bodyWatches.set(request, { response, deadlineMs: performance.now() + timeoutMs });
+}
+
+function watched(request: Request, reading: Promise<Uint8Array>): Promise<Uint8Array> {
+  const watch = bodyWatches.get(request);
+  // Nothing to wait for when every byte is in already (the usual case): no timer.
+  if (watch === undefined || request.received) return reading;
+  return new Promise<Uint8Array>((resolve, reject) => {
+    const timer = setInterval(() => {
+      // `completed` before this route answered: uWS reported the connection aborted.
+      if (watch.response.completed) {
+        clearInterval(timer);
+        reject(
+          new BadRequestError(
+            'Cannot read body: the client closed the connection before sending it',
+          ),
+        );
+      } else if (performance.now() > watch.deadlineMs) {
+        clearInterval(timer);
+        reject(new BadRequestError('Cannot read body: it did not arrive in time'));
+      }
+    }, bodyWatchIntervalMs);
+    reading.then(
+      (body) => {
+        clearInterval(timer);
+        resolve(body);
+      },
+      (error: unknown) => {
+        clearInterval(timer);
+        reject(error instanceof Error ? error : new Error(String(error)));
+      },
+    );
+  });
+}
+
+/** Chunked bodies read so far, so that a body can be read twice (signature check, handler). */
+const chunkedBodies = new WeakMap<Request, Promise<Uint8Array>>();
+
+function readChunkedBody(request: Request, bytesMax: number): Promise<Uint8Array> {
   // A chunked body announces no length: count it as it streams. hyper-express's Request only
   // starts flowing through pipe() (its on('data') never resumes the stream).
   return new Promise<Uint8Array>((resolve, reject) => {
@@ -224,10 +294,50 @@ export function sendBody(
   mediaType: string,
 ): void {
   if (response.completed) return;
+  const bytes =
+    typeof body === 'string'
+      ? Buffer.from(body)
+      : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
   response.status(status).header('content-type', mediaType);
-  response.send(
-    typeof body === 'string' ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength),
-  );
+  for (const [name, value] of Object.entries(answerHeadersOf(response, status, bytes))) {
+    response.header(name, value);
+  }
+  response.send(bytes);
+}
+
+/** Sends a status without a body (204), signed like any answer (no-op if already answered). */
+export function sendEmpty(response: Response, status: number): void {
+  if (response.completed) return;
+  response.status(status);
+  for (const [name, value] of Object.entries(
+    answerHeadersOf(response, status, new Uint8Array(0)),
+  )) {
+    response.header(name, value);
+  }
+  response.send();
+}
+
+/** Computes headers an answer must carry, from its status and body bytes. */
+export type AnswerSigner = (status: number, body: Uint8Array) => Readonly<Record<string, string>>;
+
+const answerSigners = new WeakMap<Response, AnswerSigner>();
+
+/**
+ * Makes every answer written on `response` through {@link sendBody}, {@link sendEmpty},
+ * {@link sendError} or a caller using {@link answerHeadersOf} carry the headers `signer`
+ * computes (the answer's signature, once the request's signature was verified).
+ */
+export function signAnswers(response: Response, signer: AnswerSigner): void {
+  answerSigners.set(response, signer);
+}
+
+/** The extra headers of an answer with `status` and `body` on `response` (none by default). */
+export function answerHeadersOf(
+  response: Response,
+  status: number,
+  body: Uint8Array,
+): Readonly<Record<string, string>> {
+  return answerSigners.get(response)?.(status, body) ?? {};
 }
 
 /**

@@ -7,6 +7,8 @@
  * `{"error":{"code","message"}}` with the status of its code, and logged: 400 malformed body,
  * 413 too large, 415 wrong Content-Type, 404 unknown route or another node's message, 405 wrong
  * method, 429 too many snapshot transfers, 500 (logged with the error) when the handler throws.
+ * With a `signer` (the cluster secret) a request without a valid signature is answered 401
+ * before its body is decoded, and every answer is signed for its request.
  *
  * Snapshots arrive in chunks (`SnapshotChunk`); {@link SnapshotAssembler} joins them, holding
  * at most one partial transfer per sender and a bounded number overall, and the handler is
@@ -25,6 +27,7 @@
  */
 import type { Request, Response, Server } from 'hyper-express';
 import type { Logger } from 'pino';
+import { performance } from 'node:perf_hooks';
 import { crc32 } from 'node:zlib';
 import { assert } from '../assert.js';
 import { resolveTransportLimits, type TransportLimits } from '../config.js';
@@ -43,7 +46,18 @@ import {
   encodeMessage,
   type SnapshotChunk,
 } from './codec.js';
-import { readBody, requireMediaType, sendBody, sendError, unlimitedBodyLength } from './http.js';
+import { readSignedBody } from '../security/authenticate.js';
+import { UnauthorizedError, type RequestSigner } from '../security/request-signer.js';
+import {
+  readBody,
+  requireMediaType,
+  sendBody,
+  sendEmpty,
+  sendError,
+  unlimitedBodyLength,
+  watchBody,
+} from './http.js';
+import { securityDefaults } from '../config.js';
 
 /** A message a peer sends as a request: everything but the responses. */
 export type PeerRequest = RequestMessage | TimeoutNowRequest;
@@ -77,6 +91,14 @@ export interface PeerRoutesOptions {
    * UNKNOWN_MEMBER, so a sender with a stale address book finds out instead of being ignored.
    */
   readonly localId?: NodeId;
+  /**
+   * Verifies every request's signature (the cluster secret) before its body is decoded and
+   * signs the answers; a request without a valid one gets 401 UNAUTHORIZED and reaches nothing.
+   * Default: none, every request is taken (a cluster without a secret).
+   */
+  readonly signer?: RequestSigner | null;
+  /** How long a body may take to arrive (default `securityDefaults.bodyReadTimeoutMs`). */
+  readonly bodyReadTimeoutMs?: number;
 }
 
 /** Handle on mounted peer routes. */
@@ -94,6 +116,9 @@ export interface SnapshotTransferStatus {
   readonly receivedBytes: number;
   readonly totalBytes: number;
 }
+
+/** At most one log line per this interval about refused (unauthenticated) peer requests. */
+const refusalLogIntervalMs = 10_000;
 
 /** Which message types each message route takes, and the response type each expects. */
 const typesByPath: Readonly<Record<string, readonly PeerRequest['type'][]>> = {
@@ -118,6 +143,45 @@ const responseTypeByRequestType: Readonly<Record<PeerRequest['type'], Message['t
 export function mountPeerRoutes(server: Server, options: PeerRoutesOptions): PeerRoutes {
   const limits = resolveTransportLimits(options.limits);
   const { handler, logger, localId } = options;
+  const signer = options.signer ?? null;
+  const bodyReadTimeoutMs = options.bodyReadTimeoutMs ?? securityDefaults.bodyReadTimeoutMs;
+  // A CBOR body under its limit, signed when there is a secret. The signature is checked
+  // first, on the raw bytes: an unauthenticated request learns nothing, not even 415.
+  const readPeerBody = async (
+    request: Request,
+    response: Response,
+    bytesMax: number,
+  ): Promise<Uint8Array> => {
+    watchBody(request, response, bodyReadTimeoutMs);
+    if (signer === null) {
+      requireMediaType(request.headers, [cborMediaType]);
+      return readBody(request, bytesMax);
+    }
+    const body = await readSignedBody(request, response, signer, bytesMax);
+    requireMediaType(request.headers, [cborMediaType]);
+    return body;
+  };
+  // Refused credentials are logged at most once per interval, with a count: an outsider
+  // hammering the port must not be able to fill the disk with log lines.
+  let refusedSinceLog = 0;
+  let lastRefusalLogMs = Number.NEGATIVE_INFINITY;
+  const answerError = (request: Request, response: Response, error: unknown): void => {
+    if (!(error instanceof UnauthorizedError)) {
+      sendError(response, error, { logger, request });
+      return;
+    }
+    refusedSinceLog++;
+    const now = performance.now();
+    if (now - lastRefusalLogMs >= refusalLogIntervalMs) {
+      logger.warn(
+        { path: request.path, refused: refusedSinceLog, intervalMs: refusalLogIntervalMs },
+        `Refused ${refusedSinceLog} unauthenticated peer request(s); the last: ${error.message}`,
+      );
+      refusedSinceLog = 0;
+      lastRefusalLogMs = now;
+    }
+    sendError(response, error);
+  };
   const assembler = new SnapshotAssembler(limits, logger);
   let closed = false;
   const routeOptions = { max_body_length: unlimitedBodyLength };
@@ -144,7 +208,7 @@ export function mountPeerRoutes(server: Server, options: PeerRoutesOptions): Pee
       () => `handler answered a '${request.type}' request with a '${reply?.type}' message`,
     );
     if (reply === null) {
-      response.status(204).send();
+      sendEmpty(response, 204);
     } else {
       sendBody(response, 200, encodeMessage(reply), cborMediaType);
     }
@@ -153,8 +217,7 @@ export function mountPeerRoutes(server: Server, options: PeerRoutesOptions): Pee
   const onMessage = async (request: Request, response: Response): Promise<void> => {
     try {
       if (closed) throw new ShutdownError('Cannot accept peer message: the transport is closed');
-      requireMediaType(request.headers, [cborMediaType]);
-      const body = await readBody(request, limits.messageBodyBytesMax);
+      const body = await readPeerBody(request, response, limits.messageBodyBytesMax);
       const message = decodeMessage(body, { depthMax: limits.cborDepthMax });
       const accepted = typesByPath[request.path] ?? [];
       if (!accepted.includes(message.type as PeerRequest['type'])) {
@@ -165,25 +228,24 @@ export function mountPeerRoutes(server: Server, options: PeerRoutesOptions): Pee
       checkAddressee(message.to);
       await answer(message as PeerRequest, undefined, response);
     } catch (error) {
-      sendError(response, error, { logger, request });
+      answerError(request, response, error);
     }
   };
 
   const onSnapshotChunk = async (request: Request, response: Response): Promise<void> => {
     try {
       if (closed) throw new ShutdownError('Cannot accept snapshot chunk: the transport is closed');
-      requireMediaType(request.headers, [cborMediaType]);
-      const body = await readBody(request, limits.snapshotChunkBodyBytesMax);
+      const body = await readPeerBody(request, response, limits.snapshotChunkBodyBytesMax);
       const chunk = decodeSnapshotChunk(body, { depthMax: limits.cborDepthMax });
       if (chunk.request !== null) checkAddressee(chunk.request.to);
       const snapshot = assembler.accept(chunk);
       if (snapshot === null) {
-        response.status(204).send();
+        sendEmpty(response, 204);
         return;
       }
       await answer(snapshot.request, snapshot.data, response);
     } catch (error) {
-      sendError(response, error, { logger, request });
+      answerError(request, response, error);
     }
   };
 

@@ -8,6 +8,8 @@ import { ConsensusManager } from '../../src/consensus/consensus-manager.js';
 import { KvStateMachine } from '../../src/kv/state-machine.js';
 import { encodeShippedWrites, encodeStampedCommand } from '../../src/kv/versioned-codec.js';
 import { HttpRegionClient, RegionRequestError } from '../../src/replication/client.js';
+import { Secret } from '../../src/security/secret.js';
+import { peerRoutePaths } from '../../src/transport/server.js';
 import { ReplicationStrategy } from '../../src/replication/types.js';
 import { encodeBody } from '../../src/replication/wire.js';
 import { call, cleanUp, freePort, startInProcessNode, waitFor } from '../node/helpers.js';
@@ -174,5 +176,65 @@ describe('ConsensusManager with its own listener', () => {
       connected: true,
       lastAckedIndex: receipt.index,
     });
+  });
+
+  it('with secrets, signs its peer and region requests and refuses unsigned ones', async () => {
+    const ports = [await freePort(), await freePort(), await freePort()];
+    const regionSecret = Secret.fromText('region-secret-shared-by-eu-and-us');
+    const euNodes = ports
+      .slice(0, 2)
+      .map((port, k) => ({ id: `eu-${k + 1}`, host: '127.0.0.1', port }));
+    const secured = euNodes.map(
+      (info) =>
+        new ConsensusManager({
+          nodeId: info.id,
+          raftNodes: euNodes,
+          region: 'eu',
+          listen: true,
+          raft: { tickIntervalMs: 20 },
+          clusterSecret: Secret.fromText('cluster-secret-of-region-eu-only'),
+          regionSecret,
+        }),
+    );
+    const us = new ConsensusManager({
+      nodeId: 'us-1',
+      raftNodes: [{ id: 'us-1', host: '127.0.0.1', port: ports[2]! }],
+      region: 'us',
+      listen: true,
+      raft: { tickIntervalMs: 20 },
+      replicationStrategy: ReplicationStrategy.SYNCHRONOUS,
+      clusterSecret: Secret.fromText('cluster-secret-of-region-us-only'),
+      regionSecret,
+    });
+    managers.push(...secured, us);
+    await Promise.all([...secured, us].map((manager) => manager.initialize()));
+    // Two members elect a leader only if their signed votes pass each other's check.
+    const euLeader = await waitFor('an eu leader', () => secured.find((m) => m.isLeader()), 10_000);
+    const leaderUrl = `http://127.0.0.1:${euNodes[secured.indexOf(euLeader)]!.port}`;
+    const term = euLeader.getCurrentTerm();
+
+    const unsigned = await failure(
+      client.heartbeat(leaderUrl, { origin: 'us', strategy: lts }, 2_000),
+    );
+    expect(unsigned.details).toMatchObject({ status: 401 });
+    const vote = await call('POST', leaderUrl + peerRoutePaths.vote, {
+      headers: cbor,
+      body: new Uint8Array([0xa0]),
+    });
+    expect(vote.status).toBe(401);
+    expect(euLeader.getCurrentTerm()).toBe(term);
+
+    await waitFor('us to lead', () => (us.isLeader() ? true : undefined));
+    await us.addReplicationRegion({ id: 'eu', url: leaderUrl });
+    const receipt = await us.replicateData('k', 'v');
+    expect(receipt.acknowledged).toEqual(['eu']);
+    expect(
+      () =>
+        new ConsensusManager({
+          nodeId: 'x',
+          raftNodes: [],
+          clusterSecret: Secret.fromText('short'),
+        }),
+    ).toThrow(/at least 16 bytes/);
   });
 });
