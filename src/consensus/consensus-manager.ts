@@ -84,6 +84,7 @@ import {
   type ApplyCommandCallback,
   type CommandResult,
   type RaftConsensusOptions,
+  type RaftMember,
   type RaftNodeInfo,
   type RaftState,
   type SnapshotCallbacks,
@@ -342,6 +343,30 @@ export class ConsensusManager implements ReplicationHost {
   /** Leader only: writes `key` = `value` here and replicates it under the strategy. */
   replicateData(key: string, value: string | Uint8Array): Promise<ReplicationReceipt> {
     return this.replication.replicateData(key, value);
+  }
+
+  /**
+   * Leader only: adds a member of this region's Raft cluster, a learner or a voter (a voter by
+   * the promotion rule: with the default `auto`, a learner first, promoted once caught up).
+   * The new node starts with `join` and waits to be added.
+   */
+  addMember(node: RaftNodeInfo, options: { learner?: boolean } = {}): Promise<void> {
+    return this.raft.addMember(node, options);
+  }
+
+  /** Leader only: removes a member (this node included) through joint consensus. */
+  removeMember(id: string): Promise<void> {
+    return this.raft.removeMember(id);
+  }
+
+  /** Leader only: hands leadership to `to` (default: the most up-to-date other voter). */
+  transferLeadership(to?: string): Promise<void> {
+    return this.raft.transferLeadership(to);
+  }
+
+  /** The members of this region's Raft cluster, with their roles. */
+  getMembers(): RaftMember[] {
+    return this.raft.getMembers();
   }
 
   /** The region leader's id ('' when none is known). */

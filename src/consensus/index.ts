@@ -3,10 +3,16 @@
  * transport callbacks), the in-process transport that connects several of them, and the
  * ConsensusManager facade over consensus, replication between regions and conflict resolution.
  */
-export { RaftConsensus, decodeCommand, encodeCommand } from './raft-consensus.js';
+export {
+  RaftConsensus,
+  decodeCommand,
+  encodeCommand,
+  memberPromotionDefaults,
+} from './raft-consensus.js';
 export type {
   ApplyCommandCallback,
   CommandResult,
+  MemberPromotion,
   RaftConsensusOptions,
   RaftConsensusStatus,
   RaftMember,

@@ -153,11 +153,35 @@ export interface RaftConsensusOptions {
    * instead of bootstrapping a cluster from `nodes`. Ignored when storage holds state.
    */
   readonly join?: boolean;
+  /** How `addMember` makes a new voter (see {@link MemberPromotion}). Default: auto. */
+  readonly promotion?: Partial<MemberPromotion>;
   /** Receives the core's trace events (role changes, elections, commits). */
   readonly trace?: (event: string, fields: Record<string, unknown>) => void;
   /** Told about problems that do not stop the node (a failing peer, a throwing callback). */
   readonly onError?: (error: unknown) => void;
 }
+
+/**
+ * The rule by which `addMember` turns a node into a voter. `auto`: the node first joins as a
+ * learner (it receives the log but does not count in any quorum), and is promoted through
+ * joint consensus once it is at most `lagEntriesMax` entries behind the leader's log; a node
+ * that has not caught up within `timeoutMs` stays a learner (add it again to retry). So a
+ * blank node never becomes a voter that a quorum waits for while it downloads the log, which
+ * could stall writes (with 2 of 4 voters able to commit, one of them blank, every write would
+ * wait for it). `immediate`: the node becomes a voter at once (hashicorp/raft's AddVoter).
+ */
+export interface MemberPromotion {
+  readonly mode: 'auto' | 'immediate';
+  readonly lagEntriesMax: number;
+  readonly timeoutMs: number;
+}
+
+/** Defaults of {@link MemberPromotion}: a caught-up learner is within one large batch. */
+export const memberPromotionDefaults: MemberPromotion = {
+  mode: 'auto',
+  lagEntriesMax: 1_000,
+  timeoutMs: 60_000,
+};
 
 /** What {@link RaftConsensus.status} reports. */
 export interface RaftConsensusStatus {
@@ -222,6 +246,7 @@ export class RaftConsensus {
   private readonly snapshotEveryEntries: number;
   private readonly compactKeepEntries: number;
   private readonly join: boolean;
+  private readonly promotion: MemberPromotion;
   private readonly trace: ((event: string, fields: Record<string, unknown>) => void) | undefined;
   private readonly onError: (error: unknown) => void;
 
@@ -288,6 +313,7 @@ export class RaftConsensus {
       options.compactKeepEntries ?? 1_000,
     );
     this.join = options.join === true;
+    this.promotion = resolvePromotion(options.promotion);
     this.trace = options.trace;
     this.onError = options.onError ?? (() => {});
     for (const node of nodes) this.members.set(node.id, withUrl(node));
@@ -586,19 +612,62 @@ export class RaftConsensus {
   }
 
   /**
-   * Leader only: adds a member (a voter through joint consensus, or a learner). Resolves once
-   * the new configuration is in force here. Adding an existing learner as a voter promotes it.
+   * Leader only: adds a member, a learner or a voter; adding an existing learner as a voter
+   * promotes it. A voter joins by the promotion rule (`promotion`, see {@link MemberPromotion}):
+   * with `auto`, as a learner first, promoted once caught up. Resolves once the node is a
+   * voter (or learner) in force here; rejects with TimeoutError if a learner does not catch up
+   * in time (it then stays a learner).
    */
   async addMember(node: RaftNodeInfo, options: { learner?: boolean } = {}): Promise<void> {
     checkNodeInfo(node);
     const info = withUrl(node);
-    const learner = options.learner === true;
-    const change: ConfChange = {
-      changes: [{ type: learner ? 'addLearner' : 'addVoter', id: info.id, url: info.url! }],
-    };
-    await this.changeMembership(change, (conf) =>
-      learner ? conf.learners.includes(info.id) : conf.voters.includes(info.id),
-    );
+    const addAs = (type: 'addLearner' | 'addVoter') =>
+      this.changeMembership({ changes: [{ type, id: info.id, url: info.url! }] }, (conf) =>
+        (type === 'addLearner' ? conf.learners : conf.voters).includes(info.id),
+      );
+    if (options.learner === true) {
+      await addAs('addLearner');
+      return;
+    }
+    if (this.promotion.mode === 'auto') {
+      const conf = this.core?.status().conf ?? emptyConf;
+      if (conf.voters.includes(info.id)) return;
+      if (!conf.learners.includes(info.id)) await addAs('addLearner');
+      await this.waitForCatchUp(info.id);
+    }
+    await addAs('addVoter');
+  }
+
+  /** Waits until learner `id` is within `promotion.lagEntriesMax` of the leader's log. */
+  private async waitForCatchUp(id: NodeId): Promise<void> {
+    const { lagEntriesMax, timeoutMs } = this.promotion;
+    // It must at least hold the entry that made it a learner, so a learner added long ago
+    // and gone silent is not promoted on stale progress.
+    const addedAt = this.core?.status().lastIndex ?? 0;
+    let lag = Number.POSITIVE_INFINITY;
+    try {
+      await this.waitFor(
+        () => {
+          const status = this.core?.status();
+          if (status === undefined || status.role !== 'leader') {
+            throw new NotLeaderError(status?.leader ?? '');
+          }
+          if (!status.conf.learners.includes(id)) {
+            throw new RangeError(`Cannot promote ${id}: it is no longer a learner`);
+          }
+          const match = status.progress[id]?.match ?? 0;
+          lag = status.lastIndex - match;
+          return match >= addedAt && lag <= lagEntriesMax;
+        },
+        timeoutMs,
+        '',
+      );
+    } catch (error) {
+      if (!(error instanceof TimeoutError)) throw error;
+      throw new TimeoutError(
+        `Member ${id} was added as a learner but did not catch up within ${timeoutMs} ms (${Number.isFinite(lag) ? `${lag} entries behind` : 'no progress'}, promoted at ${lagEntriesMax}); it stays a learner: add it again as a voter to retry`,
+      );
+    }
   }
 
   /** Leader only: removes a member. Resolves once the new configuration is in force here. */
@@ -1362,6 +1431,16 @@ function checkType(message: Message, type: Message['type']): void {
 function checkFunction<T>(value: T, what: string): T {
   if (typeof value !== 'function') throw new TypeError(`Invalid ${what}: expected a function`);
   return value;
+}
+
+function resolvePromotion(given: Partial<MemberPromotion> = {}): MemberPromotion {
+  const promotion = { ...memberPromotionDefaults, ...given };
+  if (promotion.mode !== 'auto' && promotion.mode !== 'immediate') {
+    throw new RangeError(`Invalid promotion.mode: ${String(promotion.mode)} (auto or immediate)`);
+  }
+  nonNegative('promotion.lagEntriesMax', promotion.lagEntriesMax);
+  positive('promotion.timeoutMs', promotion.timeoutMs);
+  return promotion;
 }
 
 function positive(field: string, value: number): number {

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { resolveSecurityLimits, securityDefaults, type SecurityLimits } from '../config.js';
 import { ConflictResolutionStrategy } from '../conflict/conflict-resolver.js';
+import { memberPromotionDefaults, type MemberPromotion } from '../consensus/raft-consensus.js';
 import { ReplicationStrategy, type ReplicationFallback } from '../replication/types.js';
 import { Secret, readSecretFile, secretBytesMin } from '../security/secret.js';
 import { TlsConfigError, TlsSettings } from '../security/tls.js';
@@ -42,6 +43,8 @@ export interface NodeConfig {
   readonly dataDir: string;
   /** Wait to be added through POST /v1/members instead of forming a cluster. */
   readonly join: boolean;
+  /** How a member added as a voter gets its vote (RaftConsensus `promotion`). */
+  readonly promotion: MemberPromotion;
   /** Length of one Raft tick. */
   readonly tickMs: number;
   /** Ticks without a leader before a follower campaigns (randomized in [n, 2n)). */
@@ -130,6 +133,24 @@ const flagSpecs: readonly FlagSpec[] = [
     name: 'join',
     type: 'boolean',
     help: 'start empty and wait to be added through POST /v1/members',
+  },
+  {
+    name: 'promotion',
+    type: 'string',
+    placeholder: 'RULE',
+    help: 'auto|immediate: a member added as a voter joins as a learner and is promoted once caught up, or votes at once (default auto)',
+  },
+  {
+    name: 'promotion-lag-entries',
+    type: 'string',
+    placeholder: 'N',
+    help: `auto promotion: a learner is caught up when at most N entries behind the leader (default ${memberPromotionDefaults.lagEntriesMax})`,
+  },
+  {
+    name: 'promotion-timeout-ms',
+    type: 'string',
+    placeholder: 'MS',
+    help: `auto promotion: how long a learner may take to catch up before the addition fails and it stays a learner (default ${memberPromotionDefaults.timeoutMs})`,
   },
   {
     name: 'tick-ms',
@@ -401,6 +422,26 @@ export function parseNodeConfig(
       peers,
       dataDir: path.resolve(text('data-dir') ?? path.join('data', id)),
       join: lookup('join') === true,
+      promotion: {
+        mode: parseChoice('promotion', text('promotion') ?? memberPromotionDefaults.mode, {
+          auto: 'auto',
+          immediate: 'immediate',
+        } as const),
+        lagEntriesMax: parseIntegerFlag(
+          'promotion-lag-entries',
+          text('promotion-lag-entries'),
+          memberPromotionDefaults.lagEntriesMax,
+          0,
+          1e9,
+        ),
+        timeoutMs: parseIntegerFlag(
+          'promotion-timeout-ms',
+          text('promotion-timeout-ms'),
+          memberPromotionDefaults.timeoutMs,
+          1,
+          86_400_000,
+        ),
+      },
       tickMs: parseIntegerFlag('tick-ms', text('tick-ms'), 100, 1, 60_000),
       electionTicks,
       heartbeatTicks,

@@ -182,6 +182,7 @@ export class PhantomNode implements ClientApiNode {
         snapshotEveryEntries: config.snapshotEntries,
         compactKeepEntries: config.snapshotKeepEntries,
         join: config.join,
+        promotion: config.promotion,
         trace: (event, fields) => this.onTrace(event, fields),
         onError: (error) => this.onRaftError(error),
       },
@@ -444,19 +445,19 @@ export class PhantomNode implements ClientApiNode {
   }
 
   members(): MemberStatus[] {
-    return this.raft.getMembers().map(({ id, url, role }) => ({ id, url, role }));
+    return this.manager.getMembers().map(({ id, url, role }) => ({ id, url, role }));
   }
 
   async addMember(member: MemberRequest): Promise<void> {
-    await this.raft.addMember(nodeInfoOf(member), { learner: member.learner });
+    await this.manager.addMember(nodeInfoOf(member), { learner: member.learner });
   }
 
   async removeMember(id: string): Promise<void> {
-    await this.raft.removeMember(id);
+    await this.manager.removeMember(id);
   }
 
   async transferLeadership(to: string | undefined): Promise<{ leader: string; term: number }> {
-    await this.raft.transferLeadership(to);
+    await this.manager.transferLeadership(to);
     return { leader: this.raft.getLeader(), term: this.raft.getCurrentTerm() };
   }
 

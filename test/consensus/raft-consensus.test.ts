@@ -274,6 +274,56 @@ describe('snapshots, membership and transfer', () => {
     await expect(leader.raft.removeMember('nobody')).rejects.toBeInstanceOf(RangeError);
   });
 
+  it('makes a new voter a learner first and promotes it once it has caught up (auto)', async () => {
+    const { nodes, transport } = await cluster(3, { promotion: { timeoutMs: 400 } });
+    const leader = await waitForLeader(nodes);
+    for (let k = 0; k < 30; k++) await leader.raft.submitCommand('SET', `k${k}=${k}`);
+    const info = { id: 'n4', host: '127.0.0.1', port: 7004 };
+    const joiner = makeNode(transport, info, [], { join: true });
+    running.push(joiner);
+    await joiner.raft.initialize();
+    // Cut off, it cannot catch up: the addition stops at the learner stage, and a quorum of
+    // the three voters keeps committing meanwhile.
+    transport.isolate('n4');
+    const stuck = await leader.raft.addMember(info).then(
+      () => null,
+      (error: unknown) => error,
+    );
+    expect(stuck).toBeInstanceOf(TimeoutError);
+    expect((stuck as Error).message).toMatch(/n4 was added as a learner but did not catch up/);
+    const roles = () => leader.raft.getMembers().map((member) => [member.id, member.role]);
+    expect(roles()).toContainEqual(['n4', 'learner']);
+    await leader.raft.submitCommand('SET', 'during=1');
+
+    transport.heal();
+    await leader.raft.addMember(info);
+    expect(roles()).toContainEqual(['n4', 'voter']);
+    // Promoted only once it held the log: it has everything written before.
+    await waitUntil(() => joiner.machine.values.get('during') === '1');
+    expect(joiner.machine.values.get('k29')).toBe('29');
+  });
+
+  it('makes a new voter vote at once with the immediate rule', async () => {
+    const { nodes, transport } = await cluster(3, { promotion: { mode: 'immediate' } });
+    const leader = await waitForLeader(nodes);
+    const info = { id: 'n4', host: '127.0.0.1', port: 7004 };
+    const joiner = makeNode(transport, info, [], { join: true });
+    running.push(joiner);
+    await joiner.raft.initialize();
+    transport.isolate('n4');
+    await leader.raft.addMember(info);
+    expect(leader.raft.getMembers().map((member) => member.role)).toEqual([
+      'voter',
+      'voter',
+      'voter',
+      'voter',
+    ]);
+    const alone = [{ id: 'x', host: '127.0.0.1', port: 7009 }];
+    expect(() => new RaftConsensus('x', alone, { promotion: { mode: 'later' as 'auto' } })).toThrow(
+      /Invalid promotion.mode: later/,
+    );
+  });
+
   it('transfers leadership to the chosen node', async () => {
     const { nodes } = await cluster(3);
     const leader = await waitForLeader(nodes);
