@@ -5,7 +5,7 @@
  * 1. on `tick`/`step`/`propose`/`readIndex`, if the core has a Ready: take it;
  * 2. send `Ready.messages` at once (leader requests may go before persisting);
  * 3. persist snapshot, entries and hard state — this takes virtual time, and a crash before it
- *    completes loses all of it;
+ *    completes loses all of it; meanwhile send what `takeMessages()` hands out;
  * 4. then send `messagesAfterPersist` (responses, votes), restore a received snapshot, apply
  *    `committed` to the state machine, serve `readStates` once applied, call `advance()`;
  * 5. every so often take a state-machine snapshot, tell the core, and compact the log.
@@ -373,7 +373,12 @@ export class SimNode {
 
   /** Takes and starts handling a Ready if there is one and none is in flight. */
   pump(): void {
-    if (!this.alive || this.readyInFlight !== null || !this.core.hasReady()) return;
+    if (!this.alive) return;
+    if (this.readyInFlight !== null) {
+      this.takeWhilePersisting();
+      return;
+    }
+    if (!this.core.hasReady()) return;
     const ready = this.core.ready();
     const { safety } = this.host;
     const log = this.logInstance!;
@@ -414,6 +419,18 @@ export class SimNode {
       ? 0
       : persistMsMin + this.host.random.float() * (persistMsMax - persistMsMin);
     this.host.schedulePersisted(this, delay, this.incarnation);
+  }
+
+  /**
+   * While a Ready's write is in flight, as RaftConsensus does: the requests of proposals made
+   * meanwhile leave at once (`takeMessages`), so followers can acknowledge entries this node
+   * has not even started to write.
+   */
+  private takeWhilePersisting(): void {
+    const messages = this.core.takeMessages();
+    if (messages.length === 0) return;
+    this.host.safety.onEarlyMessages(this.id, messages);
+    for (const message of messages) this.send(message);
   }
 
   /** The in-flight Ready is durable: finish handling it (steps 4 and 5 above). */

@@ -194,20 +194,7 @@ export class SafetyMonitor {
 
   /** Checks a Ready's messages against the contract. */
   onReadyMessages(node: NodeId, early: readonly Message[], afterPersist: readonly Message[]): void {
-    for (const message of early) {
-      if (!earlyTypes.has(message.type)) {
-        throw new SafetyViolation(
-          'ready contract',
-          `${node} put a ${message.type} in Ready.messages; only leader requests may leave before persisting`,
-        );
-      }
-      if (message.rpcId !== undefined) {
-        throw new SafetyViolation(
-          'ready contract',
-          `${node} sent a request carrying rpcId ${message.rpcId}`,
-        );
-      }
-    }
+    this.onEarlyMessages(node, early);
     const open = this.openRequests.get(node);
     for (const message of afterPersist) {
       if (message.type === 'vote' || message.type === 'timeoutNow') continue;
@@ -237,6 +224,27 @@ export class SafetyMonitor {
     // Whatever was delivered before this Ready and not answered in it was dropped by the core:
     // the driver answers "no reply", and a later answer would break the contract.
     open?.clear();
+  }
+
+  /**
+   * Checks requests that leave before persisting (a Ready's `messages`, or what
+   * `takeMessages()` hands out while a Ready is in flight): only leader requests, no answers.
+   */
+  onEarlyMessages(node: NodeId, early: readonly Message[]): void {
+    for (const message of early) {
+      if (!earlyTypes.has(message.type)) {
+        throw new SafetyViolation(
+          'ready contract',
+          `${node} put a ${message.type} in Ready.messages; only leader requests may leave before persisting`,
+        );
+      }
+      if (message.rpcId !== undefined) {
+        throw new SafetyViolation(
+          'ready contract',
+          `${node} sent a request carrying rpcId ${message.rpcId}`,
+        );
+      }
+    }
   }
 
   /** Forgets requests a node can no longer answer (it crashed). */
