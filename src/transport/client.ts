@@ -49,6 +49,7 @@ import type { AppendRequest, Message, NodeId, SnapshotRequest } from '../raft/ty
 import {
   cborMediaType,
   decodeMessage,
+  checkAppendShape,
   encodeMessage,
   encodeSnapshotChunk,
   type SnapshotChunk,
@@ -252,6 +253,9 @@ export class HttpPeerTransport {
         `Cannot send ${message.type} to ${message.to}: no address is known for it`,
       );
     }
+    // A malformed append is the caller's mistake (TypeError), not the peer's: it fails here,
+    // before it could be merged with others, and starts no backoff.
+    if (message.type === 'append') checkAppendShape(message);
     const startedAtMs = this.now();
     if (startedAtMs < link.retryAtMs) throw this.backoffError(link, message.type, startedAtMs);
     try {
@@ -379,7 +383,18 @@ export class HttpPeerTransport {
       return;
     }
     const last = batch[batch.length - 1]!;
-    const message = batch.length === 1 ? last.message : mergeAppends(batch.map((q) => q.message));
+    let message: AppendRequest;
+    let body: Uint8Array;
+    try {
+      message = batch.length === 1 ? last.message : mergeAppends(batch.map((q) => q.message));
+      body = encodeMessage(message);
+    } catch (error) {
+      // Not reachable with appends checked when queued; if it were, these fail and the
+      // connection stays usable for the next ones.
+      for (const queued of batch) queued.reject(error);
+      this.pumpAppends(link);
+      return;
+    }
     link.appendInFlight = true;
     const onAnswer = (answer: Answer): void => {
       const response = this.responseOf(link, message, answer);
@@ -392,12 +407,7 @@ export class HttpPeerTransport {
       if (failure instanceof PeerUnreachableError) this.onFailure(link, now, failure);
       for (const queued of batch) queued.reject(error);
     };
-    post(
-      link.replication,
-      link.basePath + peerRoutePaths.append,
-      encodeMessage(message),
-      this.limits.rpcTimeoutMs,
-    )
+    post(link.replication, link.basePath + peerRoutePaths.append, body, this.limits.rpcTimeoutMs)
       .then(onAnswer)
       .catch(onError)
       .finally(() => {
@@ -694,34 +704,40 @@ function post(
       controller?.abort(timedOut);
       reject(timedOut);
     }, timeoutMs);
-    dispatcher.dispatch(
-      { method: 'POST', path, headers: requestHeaders, body },
-      {
-        onRequestStart(started) {
-          controller = started;
-          if (timedOut !== null) started.abort(timedOut);
+    // A dispatcher that throws at once (a destroyed client) must not leave the timer behind.
+    try {
+      dispatcher.dispatch(
+        { method: 'POST', path, headers: requestHeaders, body },
+        {
+          onRequestStart(started) {
+            controller = started;
+            if (timedOut !== null) started.abort(timedOut);
+          },
+          onResponseStart(_controller, statusCode) {
+            status = statusCode;
+          },
+          onResponseData(_controller, chunk) {
+            chunks.push(chunk);
+            size += chunk.length;
+          },
+          onResponseEnd() {
+            clearTimeout(timer);
+            const joined = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
+            resolve({
+              status,
+              body: new Uint8Array(joined.buffer, joined.byteOffset, joined.byteLength),
+            });
+          },
+          onResponseError(_controller, error) {
+            clearTimeout(timer);
+            reject(error);
+          },
         },
-        onResponseStart(_controller, statusCode) {
-          status = statusCode;
-        },
-        onResponseData(_controller, chunk) {
-          chunks.push(chunk);
-          size += chunk.length;
-        },
-        onResponseEnd() {
-          clearTimeout(timer);
-          const joined = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
-          resolve({
-            status,
-            body: new Uint8Array(joined.buffer, joined.byteOffset, joined.byteLength),
-          });
-        },
-        onResponseError(_controller, error) {
-          clearTimeout(timer);
-          reject(error);
-        },
-      },
-    );
+      );
+    } catch (error) {
+      clearTimeout(timer);
+      reject(error instanceof Error ? error : new Error(String(error)));
+    }
   });
 }
 

@@ -345,7 +345,12 @@ function wireOf(message: Message): Record<string, unknown> {
   return wire;
 }
 
-function batchWireOf(message: AppendRequest): Record<string, unknown> {
+/**
+ * Throws TypeError when an append cannot be encoded: its entries do not start right after
+ * `prevLogIndex`, or the batch's arrays are shorter than its count or its data. Constant time,
+ * so a sender can check an append when it is handed over rather than when it is sent.
+ */
+export function checkAppendShape(message: AppendRequest): void {
   const batch = message.entries;
   const { count } = batch;
   if (batch.firstIndex !== message.prevLogIndex + 1) {
@@ -362,6 +367,13 @@ function batchWireOf(message: AppendRequest): Record<string, unknown> {
       `Cannot encode append: entries end at byte ${dataBytes}, data has ${batch.data.length}`,
     );
   }
+}
+
+function batchWireOf(message: AppendRequest): Record<string, unknown> {
+  checkAppendShape(message);
+  const batch = message.entries;
+  const { count } = batch;
+  const dataBytes = count === 0 ? 0 : batch.ends[count - 1]!;
   return {
     firstIndex: batch.firstIndex,
     count,

@@ -392,6 +392,18 @@ describe('failures and backoff', () => {
     expect(client.peerStatus().get('n2')?.consecutiveFailures).toBe(1);
   });
 
+  it('refuses a malformed append as a caller mistake, and the next one still goes', async () => {
+    const peer = await peerServer(echoHandler);
+    const client = transport({ n2: peer.url });
+    const malformed = { ...makeAppend(makeBatch(5, 1, 10), 1), prevLogIndex: 2 };
+    const error = await rejection(client.send(malformed));
+    expect(error).toBeInstanceOf(TypeError);
+    expect((error as Error).message).toMatch(/entries.firstIndex is 5, expected 3/);
+    expect(client.peerStatus().get('n2')?.consecutiveFailures ?? 0).toBe(0);
+    const answer = await client.send(makeAppend(makeBatch(1, 1, 10), 1));
+    expect(answer).toMatchObject({ type: 'appendResp' });
+  });
+
   it('doubles the delay per failure up to the maximum, with jitter', async () => {
     const port = await deadPort();
     let now = 1000;
