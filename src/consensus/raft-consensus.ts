@@ -247,6 +247,8 @@ export class RaftConsensus {
   private readonly compactKeepEntries: number;
   private readonly join: boolean;
   private readonly promotion: MemberPromotion;
+  /** Promotions under way (auto rule), by node id. */
+  private readonly promotions = new Map<NodeId, Promise<void>>();
   private readonly trace: ((event: string, fields: Record<string, unknown>) => void) | undefined;
   private readonly onError: (error: unknown) => void;
 
@@ -629,13 +631,23 @@ export class RaftConsensus {
       await addAs('addLearner');
       return;
     }
-    if (this.promotion.mode === 'auto') {
+    if (this.promotion.mode === 'immediate') {
+      await addAs('addVoter');
+      return;
+    }
+    // A second request for a node being promoted (an operator retrying after a timeout)
+    // waits for the same promotion instead of starting another.
+    const running = this.promotions.get(info.id);
+    if (running !== undefined) return running;
+    const promotion = (async () => {
       const conf = this.core?.status().conf ?? emptyConf;
       if (conf.voters.includes(info.id)) return;
       if (!conf.learners.includes(info.id)) await addAs('addLearner');
       await this.waitForCatchUp(info.id);
-    }
-    await addAs('addVoter');
+      await addAs('addVoter');
+    })().finally(() => this.promotions.delete(info.id));
+    this.promotions.set(info.id, promotion);
+    return promotion;
   }
 
   /** Waits until learner `id` is within `promotion.lagEntriesMax` of the leader's log. */
