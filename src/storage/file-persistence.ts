@@ -59,6 +59,7 @@ import {
   decodeSnapshotRecord,
   hardStateRecordBytes,
   hostIsLittleEndian,
+  isZero,
   parseSegmentFileName,
   planEntriesRecords,
   scanSegment,
@@ -564,7 +565,8 @@ export class FilePersistence implements RaftPersistence {
           reason: torn.reason,
           wholeSegment: false,
           preallocatedSpace:
-            bytes.length === this.limits.segmentBytesMax && isZeroFrom(bytes, torn.offset),
+            bytes.length === this.limits.segmentBytesMax &&
+            isZero(bytes, torn.offset, bytes.length),
         };
       }
       result.sizes[i] = torn === null ? bytes.length : torn.offset;
@@ -1055,11 +1057,6 @@ function yieldTurn(): Promise<void> {
 /** Hands a WASM log's instance back at once instead of waiting for garbage collection. */
 function disposeLog(log: LogStore): void {
   (log as { dispose?: () => void }).dispose?.();
-}
-
-function isZeroFrom(bytes: Uint8Array, from: number): boolean {
-  for (let i = from; i < bytes.length; i++) if (bytes[i] !== 0) return false;
-  return true;
 }
 
 function pointKey(point: SnapshotPoint): string {

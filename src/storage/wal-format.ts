@@ -270,7 +270,8 @@ export function corruptLog(file: string, offset: number, problem: string): Stora
  * Walks the records of one segment, checking each frame and checksum, and calls `onRecord`
  * for each valid record in order. In the last segment, a record cut short by a crash (its
  * frame runs past the end of the file, or it is the final record and its checksum fails, or
- * only zeros follow) ends the scan and is returned as a {@link TornTail}; anything else wrong,
+ * only zeros follow, or its checksum fails over a sector of zeros) ends the scan and is
+ * returned as a {@link TornTail}; anything else wrong,
  * anywhere, throws StorageError CORRUPT_LOG naming `file` and the byte offset.
  */
 export function scanSegment(
@@ -301,8 +302,17 @@ export function scanSegment(
     if (stored !== actual) {
       const problem = `checksum mismatch (stored ${hex(stored)}, computed ${hex(actual)})`;
       // The last record written, torn by a crash: nothing but zeros after it (the end of the
-      // file, the size grown without the data, or a preallocated segment's unwritten room).
-      if (end === size || isZero(bytes, offset, size) || isZero(bytes, end, size)) {
+      // file, the size grown without the data, or a preallocated segment's unwritten room), or
+      // a sector of zeros inside it: a write that never reached the disk although later ones
+      // did (pages of a preallocated file are written back in any order). Either way no
+      // fdatasync completed after it (one would have written every page), so nothing from
+      // here on was acknowledged.
+      if (
+        end === size ||
+        isZero(bytes, offset, size) ||
+        isZero(bytes, end, size) ||
+        hasZeroSector(bytes, offset, end)
+      ) {
         return torn(problem);
       }
       throw corruptLog(file, offset, problem);
@@ -322,7 +332,27 @@ export function scanSegment(
   return null;
 }
 
-function isZero(bytes: Uint8Array, from: number, to: number): boolean {
+/** The unit a disk writes whole (a torn write leaves whole sectors written or not). */
+const sectorBytes = 512;
+
+/**
+ * Whether an aligned sector that starts in [from, max(to, from + sectorBytes)) holds only
+ * zeros: a record's own bytes, or its header's when a hole cut it short.
+ */
+function hasZeroSector(bytes: Uint8Array, from: number, to: number): boolean {
+  const limit = Math.max(to, from + sectorBytes);
+  for (
+    let sector = Math.ceil(from / sectorBytes) * sectorBytes;
+    sector < limit && sector + sectorBytes <= bytes.length;
+    sector += sectorBytes
+  ) {
+    if (isZero(bytes, sector, sector + sectorBytes)) return true;
+  }
+  return false;
+}
+
+/** Whether `bytes[from, to)` holds only zeros. */
+export function isZero(bytes: Uint8Array, from: number, to: number): boolean {
   for (let i = from; i < to; i++) if (bytes[i] !== 0) return false;
   return true;
 }

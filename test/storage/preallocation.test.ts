@@ -46,6 +46,46 @@ describe('WAL segment preallocation', () => {
     expect(end).toBeGreaterThan(0);
   });
 
+  it('cuts the tail at a record over a sector of zeros, even with written pages after it', async () => {
+    // A power loss can keep a later page of an unsynced group and lose an earlier one, which
+    // then reads as zeros inside a record: torn, not damage. A flipped byte is still damage.
+    const fs = new CrashFs();
+    const storage = new FilePersistence({
+      dir: '/data',
+      fs,
+      createLog: createTestLog,
+      limits: { segmentBytesMax: 64 * 1024 },
+    });
+    await storage.load();
+    try {
+      for (let index = 1; index <= 12; index++) {
+        const entries = runOf(index, 1, 1, 1000);
+        await storage.save({ snapshot: null, entries, hardState: null }, true);
+      }
+      const bytes = fs.bytesOf(firstSegment);
+      const offsets: number[] = [];
+      scanSegment(bytes, firstSegment, true, (record) => offsets.push(record.offset));
+      expect(offsets.length).toBeGreaterThan(8);
+      const victim = 4;
+      const hole = Uint8Array.from(bytes);
+      const sector = Math.ceil(offsets[victim]! / 512) * 512;
+      hole.fill(0, sector, sector + 512);
+      expect(scanSegment(hole, firstSegment, true, () => undefined)).toMatchObject({
+        offset: offsets[victim],
+      });
+      expect(() => scanSegment(hole, firstSegment, false, () => undefined)).toThrow(
+        /not the last segment/,
+      );
+      const flipped = Uint8Array.from(bytes);
+      flipped[offsets[victim]! + 20]! ^= 0xff;
+      expect(() => scanSegment(flipped, firstSegment, true, () => undefined)).toThrow(
+        /checksum mismatch/,
+      );
+    } finally {
+      await storage.close();
+    }
+  });
+
   it('cuts every closed segment to its records at rollover', async () => {
     const fs = new CrashFs();
     const storage = open(fs);
