@@ -51,6 +51,7 @@ import type {
   SoftState,
   TimeoutNowRequest,
   VoteRequest,
+  VoteResponse,
 } from './types.js';
 
 /** How to build a {@link RaftCore}: its identity, limits, and the state it restarts from. */
@@ -319,6 +320,7 @@ export class RaftCore {
     if (message.type === 'vote') {
       this.onVoteRequest(message);
     } else {
+      if (message.type === 'voteResp') this.learnCommit(message);
       this.stepRole(message);
     }
     this.checkInvariants();
@@ -941,6 +943,7 @@ export class RaftCore {
     }
     // A granted pre-vote answers in the term it was asked for (the candidate's future term);
     // anything else answers in ours, which makes a stale candidate step down.
+    const commitTerm = this.commit >= this.log.firstIndex() ? this.log.termAt(this.commit) : 0;
     this.respond(message, {
       type: 'voteResp',
       from: this.id,
@@ -948,6 +951,7 @@ export class RaftCore {
       term: granted && message.preVote ? message.term : this.term,
       preVote: message.preVote,
       granted,
+      ...(upToDate || commitTerm === 0 ? {} : { commit: { index: this.commit, term: commitTerm } }),
     });
     this.traceEvent('vote', { to: message.from, preVote: message.preVote, granted });
   }
@@ -1302,6 +1306,22 @@ export class RaftCore {
     if (this.outstanding !== null) {
       this.outstanding.lastEntryIndex = Math.min(this.outstanding.lastEntryIndex, index - 1);
     }
+  }
+
+  /**
+   * A voter that refused us for its longer log told us its commit index: if we hold that
+   * entry with the same term, everything up to it is committed here too. Without this, a
+   * node whose leader removed itself (and is gone) before telling it the membership change
+   * committed would campaign forever under the joint configuration, needing the vote of the
+   * removed node, whose longer log refuses it.
+   */
+  private learnCommit(message: VoteResponse): void {
+    const known = message.commit;
+    if (known === undefined || known.index <= this.commit) return;
+    if (known.index > this.log.lastIndex() || known.index < this.log.firstIndex()) return;
+    if (this.log.termAt(known.index) !== known.term) return;
+    this.traceEvent('commitLearned', { from: message.from, index: known.index });
+    this.commitTo(known.index);
   }
 
   private commitTo(index: number): void {
@@ -1670,7 +1690,8 @@ export class RaftCore {
     }
     if (!isVoter(this.conf, this.id)) {
       // A leader removed from the configuration stops leading once the removal is applied;
-      // the remaining voters elect a new leader among themselves.
+      // the remaining voters elect a new leader among themselves (those that did not hear
+      // that the change committed learn it from this node's answer to their vote requests).
       this.traceEvent('removedLeaderStepsDown', { index });
       this.becomeFollower(this.term, '');
       return;

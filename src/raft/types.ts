@@ -77,6 +77,13 @@ export interface VoteResponse extends MessageBase {
   readonly type: 'voteResp';
   readonly preVote: boolean;
   readonly granted: boolean;
+  /**
+   * On a refusal because the voter's log is more up to date: its commit index and the term
+   * of its entry there. A candidate holding that entry learns it is committed (Log Matching
+   * makes its prefix the voter's), which it may not know if the leader that committed it was
+   * removed and is gone.
+   */
+  readonly commit?: { readonly index: number; readonly term: number };
 }
 
 /** AppendEntries. `entries.firstIndex` is `prevLogIndex + 1`. */

@@ -311,6 +311,10 @@ function wireOf(message: Message): Record<string, unknown> {
     case 'voteResp':
       wire['preVote'] = message.preVote;
       wire['granted'] = message.granted;
+      if (message.commit !== undefined) {
+        wire['commitIndex'] = message.commit.index;
+        wire['commitTerm'] = message.commit.term;
+      }
       break;
     case 'append':
       wire['prevLogIndex'] = message.prevLogIndex;
@@ -538,13 +542,21 @@ function messageOf(value: unknown, where: string): Message {
         transfer: booleanOf(record, 'transfer', where),
       };
     }
-    case 'voteResp':
-      return {
+    case 'voteResp': {
+      const answer = {
         type,
         ...base,
         preVote: booleanOf(record, 'preVote', where),
         granted: booleanOf(record, 'granted', where),
       };
+      if (!Object.hasOwn(record, 'commitIndex')) return answer;
+      const index = integerOf(record, 'commitIndex', where, 1);
+      const commitTerm = integerOf(record, 'commitTerm', where, 1);
+      if (commitTerm > term) {
+        throw bad(`${where}.commitTerm is ${commitTerm}, above the message term ${term}`);
+      }
+      return { ...answer, commit: { index, term: commitTerm } };
+    }
     case 'append': {
       const prevLogIndex = integerOf(record, 'prevLogIndex', where);
       const prevLogTerm = integerOf(record, 'prevLogTerm', where);

@@ -224,6 +224,20 @@ describe('validation', () => {
         decodeWire({ type: 'voteResp', from: 'a', to: 'b', term: 1, preVote: 0, granted: true }),
       /message\.preVote is 0, expected a boolean/,
     );
+    expectBadRequest(
+      () =>
+        decodeWire({
+          type: 'voteResp',
+          from: 'a',
+          to: 'b',
+          term: 2,
+          preVote: false,
+          granted: false,
+          commitIndex: 5,
+          commitTerm: 3,
+        }),
+      /message\.commitTerm is 3, above the message term 2/,
+    );
     expectBadRequest(() => decodeWire([1, 2]), /message is an array of 2 items, expected a map/);
     expectBadRequest(() => decodeWire('vote'), /message is 'vote', expected a map/);
   });

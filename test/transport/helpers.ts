@@ -258,9 +258,22 @@ export const messageArb: fc.Arbitrary<Message> = fc.oneof(
       ),
   ),
   fc
-    .record({ base: baseArb(indexArb), preVote: fc.boolean(), granted: fc.boolean() })
-    .map(({ base, ...rest }): Message =>
-      withoutUndefinedRpcId({ type: 'voteResp', ...base, ...rest }),
+    .record({
+      base: baseArb(indexArb),
+      preVote: fc.boolean(),
+      granted: fc.boolean(),
+      // A refusal may carry the voter's commit index and the term there (at most its term).
+      commit: fc.option(fc.record({ index: fc.integer({ min: 1, max: 2 ** 40 }), term: fc.nat() })),
+    })
+    .map(({ base, commit, ...rest }): Message =>
+      withoutUndefinedRpcId({
+        type: 'voteResp',
+        ...base,
+        ...rest,
+        ...(commit === null || base.term < 1
+          ? {}
+          : { commit: { index: commit.index, term: 1 + (commit.term % base.term) } }),
+      }),
     ),
   appendArb(),
   fc
