@@ -33,7 +33,7 @@ const opDelete = 2;
 const flagPrevValue = 1;
 const flagPrevExistGiven = 2;
 const flagPrevExist = 4;
-const snapshotMagic = [0x50, 0x4b, 0x56, 0x53]; // "PKVS"
+export const snapshotMagic = [0x50, 0x4b, 0x56, 0x53]; // "PKVS"
 // magic, version + reserved, applied index, entry count.
 const snapshotHeaderBytes = 4 + 4 + 8 + 4;
 
@@ -244,8 +244,15 @@ export function encodeSnapshot(contents: KvSnapshotContents): Uint8Array {
   return writer.finish();
 }
 
-/** Decodes and validates a snapshot; throws StorageError CORRUPT_LOG naming the problem. */
-export function decodeSnapshot(bytes: Uint8Array): KvSnapshotContents {
+/**
+ * Checks what every snapshot version shares — the trailing CRC-32, the "PKVS" magic, the
+ * version byte, three reserved bytes, the applied index — and returns a reader positioned
+ * after them. Throws StorageError CORRUPT_LOG naming the problem.
+ */
+export function readSnapshotHeader(
+  bytes: Uint8Array,
+  version: number,
+): { reader: Reader; appliedIndex: number } {
   const reader = new Reader(
     bytes,
     (message) => new StorageError('CORRUPT_LOG', `Cannot restore snapshot: ${message}`),
@@ -264,16 +271,19 @@ export function decodeSnapshot(bytes: Uint8Array): KvSnapshotContents {
   for (const byte of snapshotMagic) {
     if (reader.u8('magic') !== byte) reader.fail('it does not start with "PKVS"');
   }
-  const version = reader.u8('version');
-  if (version !== snapshotVersion)
-    reader.fail(`version is ${version}, expected ${snapshotVersion}`);
-  reader.u8('reserved');
-  reader.u8('reserved');
-  reader.u8('reserved');
+  const found = reader.u8('version');
+  if (found !== version) reader.fail(`version is ${found}, expected ${version}`);
+  for (let k = 0; k < 3; k++) reader.u8('reserved');
   const appliedIndex = reader.f64('applied index');
   if (!Number.isSafeInteger(appliedIndex) || appliedIndex < 0) {
     reader.fail(`applied index ${appliedIndex} is not a non-negative integer`);
   }
+  return { reader, appliedIndex };
+}
+
+/** Decodes and validates a snapshot; throws StorageError CORRUPT_LOG naming the problem. */
+export function decodeSnapshot(bytes: Uint8Array): KvSnapshotContents {
+  const { reader, appliedIndex } = readSnapshotHeader(bytes, snapshotVersion);
   const count = reader.u32('entry count');
   const entries: [string, Uint8Array][] = [];
   let previousKey: string | undefined;

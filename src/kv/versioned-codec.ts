@@ -35,7 +35,7 @@
  */
 import { crc32 } from 'node:zlib';
 import type { KvLimits } from '../config.js';
-import { BadRequestError, StorageError } from '../errors.js';
+import { BadRequestError } from '../errors.js';
 import {
   ConflictResolutionStrategy,
   type ConflictResolutionStrategy as Strategy,
@@ -54,7 +54,7 @@ import {
   isHlcTimestamp,
   type HlcTimestamp,
 } from '../conflict/hlc.js';
-import { Reader, encodeKey } from './codec.js';
+import { Reader, encodeKey, readSnapshotHeader, snapshotMagic } from './codec.js';
 
 /** First byte of a stamped command: an HLC, then a v1 command. */
 export const stampedCommandMarker = 0x81;
@@ -63,7 +63,6 @@ export const remoteBatchMarker = 0x82;
 /** Version byte of snapshots that carry versions (v1 carried plain values). */
 export const versionedSnapshotVersion = 2;
 
-const snapshotMagic = [0x50, 0x4b, 0x56, 0x53]; // "PKVS"
 const flagDelete = 1;
 const localNone = 0;
 const localCurrent = 1;
@@ -536,31 +535,7 @@ export function decodeVersionedSnapshot(
   bytes: Uint8Array,
   valueBytesMax: number,
 ): VersionedSnapshotContents {
-  const reader = new Reader(
-    bytes,
-    (message) => new StorageError('CORRUPT_LOG', `Cannot restore snapshot: ${message}`),
-  );
-  if (bytes.length < 4 + 4 + 8 + 4) reader.fail(`it is ${bytes.length} bytes, too short`);
-  const stored = new DataView(bytes.buffer, bytes.byteOffset, bytes.length).getUint32(
-    bytes.length - 4,
-    true,
-  );
-  const actual = crc32(bytes.subarray(0, bytes.length - 4));
-  if (stored !== actual) {
-    reader.fail(`checksum is 0x${stored.toString(16)}, computed 0x${actual.toString(16)}`);
-  }
-  for (const byte of snapshotMagic) {
-    if (reader.u8('magic') !== byte) reader.fail('it does not start with "PKVS"');
-  }
-  const version = reader.u8('version');
-  if (version !== versionedSnapshotVersion) {
-    reader.fail(`version is ${version}, expected ${versionedSnapshotVersion}`);
-  }
-  for (let k = 0; k < 3; k++) reader.u8('reserved');
-  const appliedIndex = reader.f64('applied index');
-  if (!Number.isSafeInteger(appliedIndex) || appliedIndex < 0) {
-    reader.fail(`applied index ${appliedIndex} is not a non-negative integer`);
-  }
+  const { reader, appliedIndex } = readSnapshotHeader(bytes, versionedSnapshotVersion);
   const region = reader.utf8(reader.u8('region length'), 'region');
   if (region === '') reader.fail('the region is empty');
   const hasClock = reader.u8('clock flag');
