@@ -943,16 +943,18 @@ export class RaftCore {
     }
     // A granted pre-vote answers in the term it was asked for (the candidate's future term);
     // anything else answers in ours, which makes a stale candidate step down.
-    const commitTerm = this.commit >= this.log.firstIndex() ? this.log.termAt(this.commit) : 0;
-    this.respond(message, {
-      type: 'voteResp',
-      from: this.id,
-      to: message.from,
-      term: granted && message.preVote ? message.term : this.term,
-      preVote: message.preVote,
-      granted,
-      ...(upToDate || commitTerm === 0 ? {} : { commit: { index: this.commit, term: commitTerm } }),
-    });
+    if (granted) {
+      this.respond(message, {
+        type: 'voteResp',
+        from: this.id,
+        to: message.from,
+        term: message.preVote ? message.term : this.term,
+        preVote: message.preVote,
+        granted,
+      });
+    } else {
+      this.respond(message, this.voteRefusal(message, !upToDate));
+    }
     this.traceEvent('vote', { to: message.from, preVote: message.preVote, granted });
   }
 
@@ -1022,14 +1024,7 @@ export class RaftCore {
           this.electionElapsed < this.limits.electionTicks;
         if (inLease && !message.transfer) {
           this.traceEvent('ignore', { reason: 'vote within lease', from: message.from });
-          this.respond(message, {
-            type: 'voteResp',
-            from: this.id,
-            to: message.from,
-            term: this.term,
-            preVote: message.preVote,
-            granted: false,
-          });
+          this.respond(message, this.voteRefusal(message));
           return false;
         }
         // A pre-vote is a question about the future: it changes no state here.
@@ -1070,14 +1065,7 @@ export class RaftCore {
           this.respond(message, this.heartbeatResponse(message.from, message.context));
           break;
         case 'vote':
-          this.respond(message, {
-            type: 'voteResp',
-            from: this.id,
-            to: message.from,
-            term: this.term,
-            preVote: message.preVote,
-            granted: false,
-          });
+          this.respond(message, this.voteRefusal(message));
           break;
         default:
           break;
@@ -1306,6 +1294,23 @@ export class RaftCore {
     if (this.outstanding !== null) {
       this.outstanding.lastEntryIndex = Math.min(this.outstanding.lastEntryIndex, index - 1);
     }
+  }
+
+  /**
+   * A refusal in our term. When our log is the more up to date (`logAhead`), it carries our
+   * commit index and its term (see `learnCommit`, on the candidate's side).
+   */
+  private voteRefusal(message: VoteRequest, logAhead = false): VoteResponse {
+    const refusal: VoteResponse = {
+      type: 'voteResp',
+      from: this.id,
+      to: message.from,
+      term: this.term,
+      preVote: message.preVote,
+      granted: false,
+    };
+    if (!logAhead || this.commit < this.log.firstIndex()) return refusal;
+    return { ...refusal, commit: { index: this.commit, term: this.log.termAt(this.commit) } };
   }
 
   /**
