@@ -13,14 +13,13 @@
  * has applied; it is what the origin resumes from. Errors are `{"error":{"code","message"}}`
  * (plus `leaderUrl` with 421 NOT_LEADER).
  */
-import { Decoder, Encoder } from 'cbor-x';
 import {
   ConflictResolutionStrategy,
   type ConflictResolutionStrategy as ConflictStrategy,
 } from '../conflict/conflict-resolver.js';
 import { BadRequestError } from '../errors.js';
 import { checkRange } from '../kv/versioned-codec.js';
-import { checkCborStructure } from '../transport/codec.js';
+import { checkCborStructure, plainCborDecoder, plainCborEncoder } from '../transport/codec.js';
 import { checkRegionId } from './types.js';
 
 /** Route paths (DESIGN.md puts region replication under `/v1/replication/*`). */
@@ -55,13 +54,8 @@ export interface RegionAnswer {
   readonly strategy: ConflictStrategy;
 }
 
-const encoder = new Encoder({
-  useRecords: false,
-  mapsAsObjects: true,
-  tagUint8Array: false,
-  variableMapSize: true,
-});
-const decoder = new Decoder({ useRecords: false, mapsAsObjects: true });
+const encoder = plainCborEncoder;
+const decoder = plainCborDecoder;
 const strategies = new Set<string>(Object.values(ConflictResolutionStrategy));
 
 /** CBOR bytes of any of this module's bodies (and of error bodies). */

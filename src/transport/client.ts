@@ -54,7 +54,7 @@ import {
   encodeSnapshotChunk,
   type SnapshotChunk,
 } from './codec.js';
-import { peerRoutePaths, type PeerRequest } from './server.js';
+import { peerRoutePaths, responseTypeByRequestType, type PeerRequest } from './server.js';
 
 /** Why a peer could not be reached. */
 export type PeerFailureReason =
@@ -145,14 +145,6 @@ interface Answer {
   readonly status: number;
   readonly body: Uint8Array;
 }
-
-const responseTypeByRequestType: Readonly<Record<PeerRequest['type'], Message['type'] | null>> = {
-  vote: 'voteResp',
-  append: 'appendResp',
-  heartbeat: 'heartbeatResp',
-  snapshot: 'appendResp',
-  timeoutNow: null,
-};
 
 const pathByRequestType: Readonly<Record<PeerRequest['type'], string>> = {
   vote: peerRoutePaths.vote,

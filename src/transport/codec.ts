@@ -76,15 +76,21 @@ export interface SnapshotChunk {
   readonly crc32: number | null;
 }
 
-// cbor-x is used in its plain-CBOR mode: no record extension, no tag on byte strings, so the
-// bytes are standard CBOR that the structure check below accepts.
-const encoder = new Encoder({
+/**
+ * cbor-x in its plain-CBOR mode: no record extension, no tag on byte strings, so the bytes are
+ * standard CBOR that {@link checkCborStructure} accepts. Shared by every CBOR body (peer
+ * messages here, region requests in src/replication/wire.ts).
+ */
+export const plainCborEncoder = new Encoder({
   useRecords: false,
   mapsAsObjects: true,
   tagUint8Array: false,
   variableMapSize: true,
 });
-const decoder = new Decoder({ useRecords: false, mapsAsObjects: true });
+/** The decoder of {@link plainCborEncoder}'s bytes. */
+export const plainCborDecoder = new Decoder({ useRecords: false, mapsAsObjects: true });
+const encoder = plainCborEncoder;
+const decoder = plainCborDecoder;
 
 const isLittleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 

@@ -127,7 +127,10 @@ const typesByPath: Readonly<Record<string, readonly PeerRequest['type'][]>> = {
   [peerRoutePaths.timeoutNow]: ['timeoutNow'],
 };
 
-const responseTypeByRequestType: Readonly<Record<PeerRequest['type'], Message['type'] | null>> = {
+/** The response type each peer request expects (null: answered 204 without a message). */
+export const responseTypeByRequestType: Readonly<
+  Record<PeerRequest['type'], Message['type'] | null>
+> = {
   vote: 'voteResp',
   append: 'appendResp',
   heartbeat: 'heartbeatResp',
