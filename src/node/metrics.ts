@@ -10,6 +10,7 @@
  * as they happen.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { mirroredCounter } from '../replication/metrics.js';
 import type { StorageStats } from '../storage/file-persistence.js';
 
 /** What the metrics read at scrape time. */
@@ -147,19 +148,8 @@ export class NodeMetrics {
     });
 
     // Storage counters live in FilePersistence; each scrape adds what grew since the last.
-    const storageCounter = (name: string, help: string, field: keyof StorageStats): void => {
-      let seen = 0;
-      new Counter({
-        name,
-        help,
-        registers,
-        collect() {
-          const now = source.storage()[field];
-          if (now > seen) this.inc(now - seen);
-          seen = now;
-        },
-      });
-    };
+    const storageCounter = (name: string, help: string, field: keyof StorageStats): void =>
+      mirroredCounter(this.registry, name, help, () => source.storage()[field]);
     storageCounter('phantomdb_wal_fsyncs_total', 'WAL fdatasync calls', 'fsyncs');
     storageCounter('phantomdb_wal_writes_total', 'WAL writes (one per group commit)', 'writes');
     storageCounter(

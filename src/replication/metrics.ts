@@ -20,6 +20,29 @@ export interface ReplicationMetricsSource {
   getConflictResolutionStats(): ResolutionStats;
 }
 
+/**
+ * A counter that mirrors a monotonic count kept elsewhere (storage, replication): each scrape
+ * adds what the count grew by since the last one.
+ */
+export function mirroredCounter(
+  registry: Registry,
+  name: string,
+  help: string,
+  value: () => number,
+): void {
+  let seen = 0;
+  new Counter({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      const now = value();
+      if (now > seen) this.inc(now - seen);
+      seen = now;
+    },
+  });
+}
+
 /** Registers the replication metrics into `registry`. */
 export function registerReplicationMetrics(
   registry: Registry,
@@ -120,19 +143,8 @@ export function registerReplicationMetrics(
     (status) => status.fallbacks,
   );
 
-  const counter = (name: string, help: string, value: () => number): void => {
-    let seen = 0;
-    new Counter({
-      name,
-      help,
-      registers,
-      collect() {
-        const now = value();
-        if (now > seen) this.inc(now - seen);
-        seen = now;
-      },
-    });
-  };
+  const counter = (name: string, help: string, value: () => number): void =>
+    mirroredCounter(registry, name, help, value);
   const counters = (): ReplicationCounters => source.getReplicationCounters();
   counter(
     'phantomdb_replication_sync_failures_total',
