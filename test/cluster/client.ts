@@ -12,18 +12,10 @@
  * A get never changes state, so a get that does not return a value is simply `fail`.
  */
 import { Agent, request, type Dispatcher } from 'undici';
+import type { KvInput } from '../../src/sim/history.js';
 
-/** What a client asks of the store (mirrors the history format's inputs). */
-export type KvRequest =
-  | { readonly f: 'get'; readonly key: string }
-  | {
-      readonly f: 'put';
-      readonly key: string;
-      readonly value: string;
-      readonly prevValue?: string;
-      readonly prevExist?: boolean;
-    }
-  | { readonly f: 'delete'; readonly key: string; readonly prevValue?: string };
+/** What a client asks of the store: the history format's inputs, but for append. */
+export type KvRequest = Exclude<KvInput, { readonly f: 'append' }>;
 
 /** The result of one request, classified (see the module comment). */
 export type KvOutcome =

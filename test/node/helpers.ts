@@ -1,6 +1,7 @@
 // Shared fixtures of the node tests: free ports, temp dirs, HTTP calls, node processes started
 // from dist/ in their own process groups (killed at the end, also when a test fails), and
 // in-process nodes for fast tests of routing and negotiation.
+import type { NodeStatus } from '../../src/node/api.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, openSync, closeSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -133,20 +134,8 @@ export async function waitFor<T>(
   }
 }
 
-/** `/v1/status` of a node. */
-export interface StatusBody {
-  readonly id: string;
-  readonly url: string;
-  readonly state: string;
-  readonly term: number;
-  readonly leader: string;
-  readonly leaderUrl: string;
-  readonly commitIndex: number;
-  readonly lastApplied: number;
-  readonly members: readonly { id: string; url: string; role: string }[];
-  readonly keys: number;
-  readonly storageError: { code: string; message: string } | null;
-}
+/** `/v1/status` of a node: the API's own type, read back from JSON. */
+export type StatusBody = NodeStatus;
 
 /** Reads a node's status. */
 export async function statusOf(url: string): Promise<StatusBody> {
