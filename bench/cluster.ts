@@ -155,8 +155,8 @@ async function runComparison(options: ClusterBenchOptions, outDir: string): Prom
           await startPhantomCluster({
             dataDir: join(dataDir, 'baseline'),
             logDir,
-            nodeArgs: options.nodeArgs,
-            nodeExecArgs: options.nodeExecArgs,
+            nodeArgs: options.baselineArgs,
+            nodeExecArgs: options.baselineExecArgs,
             mainPath: options.baseline,
             system: 'baseline',
           }),

@@ -3,6 +3,7 @@
  * bench/index.ts takes bare words as section names) or `BENCH_CLUSTER_<NAME>` variables.
  */
 import { tmpdir } from 'node:os';
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { PutProtocol } from './clusters.js';
 
@@ -28,6 +29,9 @@ export interface ClusterBenchOptions {
   readonly nodeExecArgs: readonly string[];
   /** Another build's dist/node/main.js, run as a third cluster ('baseline') to compare with. */
   readonly baseline: string | undefined;
+  /** Flags for the baseline's node and `node` (default: the same as ours), for flag what-ifs. */
+  readonly baselineArgs: readonly string[];
+  readonly baselineExecArgs: readonly string[];
   /** Our node's entry point (default: this checkout's dist/node/main.js). */
   readonly nodeMain: string | undefined;
   readonly outDir: string | undefined;
@@ -86,6 +90,14 @@ const flags = {
   baseline: {
     type: 'string',
     help: 'dist/node/main.js of another build, run alongside as "baseline" (before/after a change)',
+  },
+  'baseline-args': {
+    type: 'string',
+    help: "the baseline's --node-args (default: ours), to compare one flag in the same run",
+  },
+  'baseline-exec-args': {
+    type: 'string',
+    help: "the baseline's --node-exec-args (default: ours)",
   },
   out: { type: 'string', help: 'results directory (default bench/results/<timestamp>)' },
   'render-from': {
@@ -194,12 +206,23 @@ export function parseClusterOptions(
       profile,
       dataRoot: value('data-root') ?? tmpdir(),
       etcdPath: value('etcd'),
-      nodeArgs: (value('node-args') ?? '').split(' ').filter((arg) => arg !== ''),
-      nodeExecArgs: (value('node-exec-args') ?? '').split(' ').filter((arg) => arg !== ''),
-      baseline: value('baseline'),
-      nodeMain: value('node-main'),
+      nodeArgs: words(value('node-args')),
+      nodeExecArgs: words(value('node-exec-args')),
+      // Absolute: the nodes run with their data directory as working directory.
+      baseline: absolute(value('baseline')),
+      baselineArgs: words(value('baseline-args') ?? value('node-args')),
+      baselineExecArgs: words(value('baseline-exec-args') ?? value('node-exec-args')),
+      nodeMain: absolute(value('node-main')),
       outDir: value('out'),
       renderFrom: value('render-from'),
     },
   };
+}
+
+function words(text: string | undefined): string[] {
+  return (text ?? '').split(' ').filter((word) => word !== '');
+}
+
+function absolute(path: string | undefined): string | undefined {
+  return path === undefined ? undefined : resolve(path);
 }

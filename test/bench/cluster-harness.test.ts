@@ -5,7 +5,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { request } from 'undici';
 import { afterAll, describe, expect, it } from 'vitest';
 import { findEtcd, startEtcdCluster } from '../../bench/cluster/clusters.js';
@@ -200,6 +200,28 @@ describe('options', () => {
     expect(options.concurrencies).toEqual([64, 256]);
     expect(options.targets).toEqual(['phantomdb']);
     expect(options.nodeArgs).toEqual(['--tick-ms=50', '-x']);
+  });
+
+  it('gives the baseline our flags unless told otherwise, and absolute entry points', () => {
+    const same = parseClusterOptions(
+      ['--baseline=b/main.js', '--node-args=--tick-ms=50', '--node-exec-args=--x'],
+      {},
+    ).options;
+    expect(same.baseline).toBe(resolve('b/main.js'));
+    expect(same.baselineArgs).toEqual(['--tick-ms=50']);
+    expect(same.baselineExecArgs).toEqual(['--x']);
+    const other = parseClusterOptions(
+      [
+        '--node-main=a/main.js',
+        '--node-exec-args=--x',
+        '--baseline-exec-args=',
+        '--baseline-args=--y',
+      ],
+      {},
+    ).options;
+    expect(other.nodeMain).toBe(resolve('a/main.js'));
+    expect(other.baselineExecArgs).toEqual([]);
+    expect(other.baselineArgs).toEqual(['--y']);
   });
 
   it('rejects bad values and reports flags it does not know', () => {
