@@ -178,14 +178,17 @@ function grow<T extends Float64Array | Uint8Array | Uint32Array>(from: T, to: T)
 }
 
 /**
- * Batches found sound by {@link describeBatchProblem}: a batch is immutable once built, so a
- * batch checked where it entered (the transport's decoder) is not walked again when the log
- * appends it. Weak: remembering a batch does not keep it alive. Only batches of at least
- * `soundBatchEntriesMin` entries are remembered: below that, walking the batch again costs
- * less than remembering it.
+ * Marks a batch found sound by {@link describeBatchProblem}: a batch is immutable once built,
+ * so a batch checked where it entered (the transport's decoder) is not walked again when the
+ * log appends it. The mark is a property of the batch, not a WeakSet entry, which V8's
+ * young-generation collector would keep alive with the batch's payloads until a full
+ * collection (see transport/http.ts). Only batches of at least `soundBatchEntriesMin` entries
+ * are marked: below that, walking the batch again costs less than marking it.
  */
-const soundBatches = new WeakSet<EntryBatch>();
+const soundMark = Symbol('phantomdb.soundBatch');
 const soundBatchEntriesMin = 16;
+
+type MarkedBatch = EntryBatch & { [soundMark]?: true };
 
 /**
  * Checks that a batch received from outside (a peer, a file) is self-consistent: array
@@ -195,7 +198,7 @@ const soundBatchEntriesMin = 16;
  */
 export function describeBatchProblem(batch: EntryBatch): string | null {
   const { firstIndex, count } = batch;
-  if (count >= soundBatchEntriesMin && soundBatches.has(batch)) return null;
+  if (count >= soundBatchEntriesMin && (batch as MarkedBatch)[soundMark] === true) return null;
   if (!Number.isSafeInteger(firstIndex) || firstIndex < 1)
     return `firstIndex ${firstIndex} is not a positive integer`;
   if (!Number.isSafeInteger(count) || count < 0)
@@ -221,7 +224,10 @@ export function describeBatchProblem(batch: EntryBatch): string | null {
     previousEnd = end;
   }
   if (previousEnd > batch.data.length) return describeEntriesProblem(batch);
-  if (count >= soundBatchEntriesMin) soundBatches.add(batch);
+  if (count >= soundBatchEntriesMin && Object.isExtensible(batch)) {
+    // Not enumerable: a marked batch still equals an unmarked one field by field.
+    Object.defineProperty(batch, soundMark, { value: true });
+  }
   return null;
 }
 
