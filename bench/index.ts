@@ -22,6 +22,7 @@ const sections: Record<string, () => Promise<BenchSection>> = {
   storage: () => import('./storage.js'),
   codec: () => import('./codec.js'),
   cluster: () => import('./cluster.js'),
+  gc: () => import('./gc.js'),
 };
 
 async function main(names: readonly string[]): Promise<void> {
