@@ -9,19 +9,25 @@
  * "What the tail at 1 connection is"), whose pause grows with the bytes they copy. A node alone
  * promotes almost nothing; whatever a 3-node cluster promotes beyond that is replication's.
  *
- * Run alone with `npx tsx bench/gc.ts [--seconds=N]` (default 6 measured seconds after 1 s of
- * warm-up per cluster), or as the `gc` section of `npm run bench`.
+ * `--ballast=<kind>,...` asks which objects those bytes are: it measures the 3-node cluster
+ * without and with an 8 KB array attached to every object of those kinds (bench/gc-ballast.ts
+ * lists them); each object kept past a scavenge adds 8 KB to what survives.
+ *
+ * Run alone with `npx tsx bench/gc.ts [--seconds=N] [--ballast=<kinds>]` (default 6 measured
+ * seconds after 1 s of warm-up per cluster), or as the `gc` section of `npm run bench`.
  */
 import { spawn } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { RaftConsensus, type RaftNodeInfo } from '../src/consensus/raft-consensus.js';
 import { MemoryPersistence } from '../src/storage/memory.js';
+import { ballastKinds, type BallastKind } from './gc-ballast.js';
 
 const warmupMs = 1_000;
 const payload = new Uint8Array(100).fill(7);
 const measuredMarker = 'phantomdb-bench-gc: measuring';
 
 interface ClusterGcFigures {
+  readonly label: string;
   readonly nodes: number;
   readonly commands: number;
   readonly scavenges: number;
@@ -73,11 +79,20 @@ async function runCluster(nodeCount: number, seconds: number): Promise<void> {
 }
 
 /** Runs one cluster in a child node with the GC trace on, and sums its measured scavenges. */
-function measure(nodeCount: number, seconds: number): Promise<ClusterGcFigures> {
+function measure(
+  nodeCount: number,
+  seconds: number,
+  ballast: readonly BallastKind[] = [],
+): Promise<ClusterGcFigures> {
   const self = fileURLToPath(import.meta.url);
-  const args = ['--import', 'tsx', '--trace-gc-nvp', self, '--child', `--nodes=${nodeCount}`];
-  const child = spawn(process.execPath, [...args, `--seconds=${seconds}`], {
+  const preload =
+    ballast.length === 0
+      ? []
+      : ['--import', fileURLToPath(new URL('gc-ballast.ts', import.meta.url))];
+  const args = ['--import', 'tsx', ...preload, '--trace-gc-nvp', self, '--child'];
+  const child = spawn(process.execPath, [...args, `--nodes=${nodeCount}`, `--seconds=${seconds}`], {
     stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, PHANTOMDB_GC_BALLAST: ballast.join(',') },
   });
   let output = '';
   child.stdout.setEncoding('utf8');
@@ -103,6 +118,8 @@ function measure(nodeCount: number, seconds: number): Promise<ClusterGcFigures> 
         }
       }
       resolve({
+        label:
+          ballast.length === 0 ? `${nodeCount}` : `${nodeCount}, ballast: ${ballast.join(', ')}`,
         nodes: nodeCount,
         commands: (JSON.parse(result) as { commands: number }).commands,
         scavenges,
@@ -123,8 +140,25 @@ function secondsOption(): number {
   return seconds;
 }
 
+function ballastOption(): BallastKind[] {
+  const arg = process.argv.find((value) => value.startsWith('--ballast='));
+  if (arg === undefined) return [];
+  const kinds = arg
+    .slice('--ballast='.length)
+    .split(',')
+    .filter((kind) => kind !== '');
+  const unknown = kinds.filter((kind) => !(kind in ballastKinds));
+  if (kinds.length === 0 || unknown.length > 0) {
+    throw new RangeError(
+      `Invalid --ballast: ${unknown.join(', ') || 'none given'} (kinds: ${Object.keys(ballastKinds).join(', ')})`,
+    );
+  }
+  return kinds as BallastKind[];
+}
+
 export async function run(): Promise<void> {
   const seconds = secondsOption();
+  const ballast = ballastOption();
   console.log(
     `RaftConsensus in one process, memory persistence, direct calls; commands of ${payload.length} bytes, one at a time; ${seconds} s measured after ${warmupMs / 1000} s of warm-up`,
   );
@@ -133,12 +167,22 @@ export async function run(): Promise<void> {
     '| nodes | commands/s | scavenges | allocated B/cmd | survived B/cmd | promoted B/cmd | mean pause ms |',
   );
   console.log('| --- | --- | --- | --- | --- | --- | --- |');
-  for (const nodeCount of [1, 3]) {
-    const figures = await measure(nodeCount, seconds);
+  const runs: [number, BallastKind[]][] =
+    ballast.length === 0
+      ? [
+          [1, []],
+          [3, []],
+        ]
+      : [
+          [3, []],
+          [3, ballast],
+        ];
+  for (const [nodeCount, kinds] of runs) {
+    const figures = await measure(nodeCount, seconds, kinds);
     const per = (bytes: number): string =>
       Math.round(bytes / figures.commands).toLocaleString('en-US');
     console.log(
-      `| ${nodeCount} | ${Math.round(figures.commands / seconds).toLocaleString('en-US')} | ${figures.scavenges} | ${per(figures.allocatedBytes)} | ${per(figures.survivedBytes)} | ${per(figures.promotedBytes)} | ${(figures.pauseMs / Math.max(1, figures.scavenges)).toFixed(2)} |`,
+      `| ${figures.label} | ${Math.round(figures.commands / seconds).toLocaleString('en-US')} | ${figures.scavenges} | ${per(figures.allocatedBytes)} | ${per(figures.survivedBytes)} | ${per(figures.promotedBytes)} | ${(figures.pauseMs / Math.max(1, figures.scavenges)).toFixed(2)} |`,
     );
   }
 }
