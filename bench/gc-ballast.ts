@@ -17,7 +17,7 @@ export const ballastKinds = {
   readyMessages: "each message of a Ready (leaders' requests)",
   stepped: 'each message a core steps (copies of requests, responses)',
   responses: "each answer a follower's handleMessage resolves with",
-  requests: 'each request handed to handleMessage (the sender’s object)',
+  requests: "each request handed to handleMessage (the sender's object)",
   updates: 'each persistence update',
   results: 'each submitCommand result',
 } as const;
