@@ -458,9 +458,11 @@ export class ConsensusManager implements ReplicationHost {
     term: number;
     result: KvResult;
   }): Promise<WriteOutcome> {
-    if (outcome.result.kind !== 'ok') return { ...outcome, replication: null };
-    const replication = await this.replication.awaitReplication(outcome.index, outcome.term);
-    return { ...outcome, replication };
+    // Built field by field: a spread adding `replication` would outlive scavenges (withRpcId).
+    const { index, term, result } = outcome;
+    if (result.kind !== 'ok') return { index, term, result, replication: null };
+    const replication = await this.replication.awaitReplication(index, term);
+    return { index, term, result, replication };
   }
 
   /** Replication counters (fallbacks, received batches), for metrics. */

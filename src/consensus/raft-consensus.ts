@@ -31,7 +31,7 @@ import {
 } from '../errors.js';
 import { EntryType, payloadOf, type EntryBatch } from '../raft/batch.js';
 import { decodeConfChange, isJoint } from '../raft/conf-change.js';
-import { RaftCore, type RaftStatus } from '../raft/core.js';
+import { RaftCore, withRpcId, type RaftStatus } from '../raft/core.js';
 import type {
   AppendRequest,
   AppendResponse,
@@ -549,7 +549,7 @@ export class RaftConsensus {
     const answered = new Promise<Message | null>((resolve) => {
       this.pendingRequests.set(rpcId, { readySeq: this.readyCount, resolve });
     });
-    this.core.step({ ...request, rpcId });
+    this.core.step(withRpcId(request, rpcId));
     this.schedule();
     return answered;
   }
