@@ -419,7 +419,7 @@ describe('hostile input against a running node', () => {
       expect(put.status).toBe(200);
     }
     const snapshot = async () => {
-      const status = (await target.status('n1')) as Status & { keys: number };
+      const status = (await target.status('n1')) as Status;
       const values: string[] = [];
       for (let k = 0; k < knownKeys; k++) {
         const read = await target.http('n1', 'GET', `/v1/kv/known-${k}`, {

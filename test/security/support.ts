@@ -4,6 +4,7 @@
  * whose status is read with a token and, under TLS, over HTTPS with the test CA. Processes and
  * temp dirs are registered with the cluster harness's reaper, so nothing outlives the run.
  */
+import type { NodeStatus } from '../../src/node/api.js';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
@@ -71,21 +72,18 @@ export function makeCertificates(dir: string): Certificates {
   };
   const ext = path.join(dir, 'san.cnf');
   writeFileSync(ext, 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
+  // A P-256 key, unencrypted, written to <prefix>-key.pem.
+  const newKey = (prefix: string): string[] => [
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-keyout',
+    `${prefix}-key.pem`,
+  ];
   const pair = (prefix: string, caPrefix: string): void => {
-    run(
-      'req',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      `${prefix}-key.pem`,
-      '-out',
-      `${prefix}.csr`,
-      '-subj',
-      `/CN=${prefix}`,
-    );
+    run('req', ...newKey(prefix), '-out', `${prefix}.csr`, '-subj', `/CN=${prefix}`);
     run(
       'x509',
       '-req',
@@ -108,13 +106,7 @@ export function makeCertificates(dir: string): Certificates {
     run(
       'req',
       '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      `${prefix}-key.pem`,
+      ...newKey(prefix),
       '-out',
       `${prefix}.pem`,
       '-days',
@@ -191,16 +183,8 @@ export async function call(
   return { status: response.statusCode, headers: response.headers, text };
 }
 
-/** `GET /v1/status` as the tests read it. */
-export interface Status {
-  readonly id: string;
-  readonly state: string;
-  readonly term: number;
-  readonly leader: string;
-  readonly commitIndex: number;
-  readonly lastApplied: number;
-  readonly members: readonly { readonly id: string; readonly url: string }[];
-}
+/** `GET /v1/status`, the API's own type. */
+export type Status = NodeStatus;
 
 /** A node process whose health check speaks HTTPS with the test CA when the node serves TLS. */
 class SecuredNodeProcess extends NodeProcess {
