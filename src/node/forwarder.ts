@@ -18,6 +18,7 @@
  */
 import type { ConnectionOptions } from 'node:tls';
 import { Agent, errors as undiciErrors, type Dispatcher } from 'undici';
+import { composeInterceptors } from '../security/request-signer.js';
 
 /** Request header naming the node that forwarded the request. */
 export const forwardedByHeader = 'x-phantomdb-forwarded-by';
@@ -87,9 +88,7 @@ export class LeaderForwarder {
       keepAliveTimeout: 10_000,
       connect: { ...options.tls, timeout: options.connectTimeoutMs ?? 1_000 },
     });
-    const interceptors = options.interceptors ?? [];
-    this.dispatcher =
-      interceptors.length === 0 ? this.agent : this.agent.compose([...interceptors]);
+    this.dispatcher = composeInterceptors(this.agent, options.interceptors ?? []);
   }
 
   /**

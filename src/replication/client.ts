@@ -11,6 +11,7 @@ import type { ConnectionOptions } from 'node:tls';
 import { Agent, type Dispatcher } from 'undici';
 import { PhantomError } from '../errors.js';
 import { cborBodyMediaType } from '../transport/http.js';
+import { composeInterceptors } from '../security/request-signer.js';
 import {
   decodeErrorAnswer,
   decodeRegionAnswer,
@@ -92,9 +93,7 @@ export class HttpRegionClient implements RegionClient {
       // Regions are far apart; keep idle connections long enough to span heartbeats.
       keepAliveTimeout: 30_000,
     });
-    const interceptors = options.interceptors ?? [];
-    this.dispatcher =
-      interceptors.length === 0 ? this.agent : this.agent.compose([...interceptors]);
+    this.dispatcher = composeInterceptors(this.agent, options.interceptors ?? []);
   }
 
   ship(url: string, request: RegionBatchRequest, timeoutMs: number): Promise<RegionAnswer> {

@@ -54,9 +54,4 @@ export class AdmissionControl {
       else this.perClient.set(client, left);
     };
   }
-
-  /** Requests in flight now, in all and by client. */
-  inFlight(): { total: number; clients: number } {
-    return { total: this.total, clients: this.perClient.size };
-  }
 }
