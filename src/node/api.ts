@@ -70,14 +70,14 @@ import {
   type ReplicationStrategy,
 } from '../replication/types.js';
 import {
-  answerHeadersOf,
+  type BodyFormat,
   cborBodyMediaType,
   errorReplyOf,
   jsonMediaType,
   readBody,
   responseFormatOf,
+  sendSigned,
   watchBody,
-  type BodyFormat,
 } from '../transport/http.js';
 import {
   forwardedByHeader,
@@ -918,16 +918,8 @@ function write(response: Response, reply: Reply): void {
   if (reply.headers !== undefined) {
     for (const [name, value] of Object.entries(reply.headers)) response.header(name, value);
   }
-  const { body } = reply;
-  const bytes =
-    typeof body === 'string'
-      ? Buffer.from(body)
-      : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
   // Signed when the request was a signed forward: the forwarding node checks it.
-  for (const [name, value] of Object.entries(answerHeadersOf(response, reply.status, bytes))) {
-    response.header(name, value);
-  }
-  response.send(bytes);
+  sendSigned(response, reply.status, reply.body);
 }
 
 /** Resolves or rejects as `promise` does, or rejects with TimeoutError at `deadline`. */

@@ -315,27 +315,43 @@ export function sendBody(
   mediaType: string,
 ): void {
   if (response.completed) return;
-  const bytes =
-    typeof body === 'string'
-      ? Buffer.from(body)
-      : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
   response.status(status).header('content-type', mediaType);
-  for (const [name, value] of Object.entries(answerHeadersOf(response, status, bytes))) {
-    response.header(name, value);
-  }
-  response.send(bytes);
+  sendSigned(response, status, body);
 }
 
 /** Sends a status without a body (204), signed like any answer (no-op if already answered). */
 export function sendEmpty(response: Response, status: number): void {
   if (response.completed) return;
   response.status(status);
-  for (const [name, value] of Object.entries(
-    answerHeadersOf(response, status, new Uint8Array(0)),
-  )) {
-    response.header(name, value);
+  sendSigned(response, status, undefined);
+}
+
+/**
+ * Sends `body` after the status and the other headers were set, with the headers the
+ * response's signer (see {@link signAnswers}) computes over the exact bytes sent. Without a
+ * signer nothing is converted or computed: a string goes out as it is. No body: none is sent
+ * (the signature covers an empty one).
+ */
+export function sendSigned(
+  response: Response,
+  status: number,
+  body: Uint8Array | string | undefined,
+): void {
+  const signer = (response as SignedResponse)[answerSignerKey];
+  if (signer === undefined) {
+    response.send(body === undefined || typeof body === 'string' ? body : bufferOf(body));
+    return;
   }
-  response.send();
+  const bytes =
+    body === undefined ? emptyBody : typeof body === 'string' ? Buffer.from(body) : bufferOf(body);
+  for (const [name, value] of Object.entries(signer(status, bytes))) response.header(name, value);
+  response.send(bytes);
+}
+
+const emptyBody = Buffer.alloc(0);
+
+function bufferOf(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 /** Computes headers an answer must carry, from its status and body bytes. */
@@ -343,20 +359,11 @@ export type AnswerSigner = (status: number, body: Uint8Array) => Readonly<Record
 
 /**
  * Makes every answer written on `response` through {@link sendBody}, {@link sendEmpty},
- * {@link sendError} or a caller using {@link answerHeadersOf} carry the headers `signer`
- * computes (the answer's signature, once the request's signature was verified).
+ * {@link sendError} or {@link sendSigned} carry the headers `signer` computes (the answer's
+ * signature, once the request's signature was verified).
  */
 export function signAnswers(response: Response, signer: AnswerSigner): void {
   (response as SignedResponse)[answerSignerKey] = signer;
-}
-
-/** The extra headers of an answer with `status` and `body` on `response` (none by default). */
-export function answerHeadersOf(
-  response: Response,
-  status: number,
-  body: Uint8Array,
-): Readonly<Record<string, string>> {
-  return (response as SignedResponse)[answerSignerKey]?.(status, body) ?? {};
 }
 
 /**
