@@ -157,7 +157,10 @@ describe('NonceGuard', () => {
           const now = 10_000;
           const guard = new NonceGuard(60_000, noncesMax, () => now);
           const accepted = new Set<number>();
-          // Small memory: the guard may refuse more than needed, never accept a replay.
+          const arrived = new Set<number>();
+          // Small memory: the guard may refuse more than needed, never accept a replay. With
+          // room for every request, it refuses nothing but replays.
+          const roomForAll = noncesMax >= skews.length;
           for (const pick of arrivals) {
             const index = pick % skews.length;
             const claim: SignatureClaim = {
@@ -171,11 +174,13 @@ describe('NonceGuard', () => {
               taken = true;
             } catch (error) {
               expect(error).toBeInstanceOf(UnauthorizedError);
+              if (roomForAll) expect(arrived.has(index)).toBe(true);
             }
             if (taken) {
               expect(accepted.has(index)).toBe(false);
               accepted.add(index);
             }
+            arrived.add(index);
           }
         },
       ),

@@ -372,13 +372,9 @@ export class SecureCluster {
     return parts.join('\n');
   }
 
-  /** The whole log of node `id`. */
-  async log(id: string): Promise<string> {
-    try {
-      return await readFile(this.node(id).logFile, 'utf8');
-    } catch {
-      return '';
-    }
+  /** The whole log of node `id` (throws when it cannot be read: a check of it must not pass empty). */
+  log(id: string): Promise<string> {
+    return readFile(this.node(id).logFile, 'utf8');
   }
 
   /** Kills every node and removes the temp dir. */
