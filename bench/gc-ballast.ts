@@ -1,5 +1,5 @@
 /**
- * Preload for bench/gc.ts's child (`--ballast=<kinds>`): attaches a non-enumerable 8 KB array
+ * For bench/gc.ts's child (`--ballast=<kinds>`): attaches a non-enumerable 8 KB array
  * to every object of the chosen kinds, so that each one kept past a scavenge adds 8 KB to the
  * bytes the scavenger copies. Comparing the survived and promoted bytes per command with and
  * without it tells whether objects of that kind outlive a scavenge, without a heap profiler
@@ -89,6 +89,3 @@ export function installBallast(kinds: readonly BallastKind[]): void {
     );
   }
 }
-
-const fromEnv = (process.env.PHANTOMDB_GC_BALLAST ?? '').split(',').filter((kind) => kind !== '');
-if (fromEnv.length > 0) installBallast(fromEnv as BallastKind[]);

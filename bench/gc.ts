@@ -20,7 +20,7 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { RaftConsensus, type RaftNodeInfo } from '../src/consensus/raft-consensus.js';
 import { MemoryPersistence } from '../src/storage/memory.js';
-import { ballastKinds, type BallastKind } from './gc-ballast.js';
+import { ballastKinds, installBallast, type BallastKind } from './gc-ballast.js';
 
 const warmupMs = 1_000;
 const payload = new Uint8Array(100).fill(7);
@@ -28,7 +28,6 @@ const measuredMarker = 'phantomdb-bench-gc: measuring';
 
 interface ClusterGcFigures {
   readonly label: string;
-  readonly nodes: number;
   readonly commands: number;
   readonly scavenges: number;
   readonly allocatedBytes: number;
@@ -84,15 +83,10 @@ function measure(
   seconds: number,
   ballast: readonly BallastKind[] = [],
 ): Promise<ClusterGcFigures> {
-  const self = fileURLToPath(import.meta.url);
-  const preload =
-    ballast.length === 0
-      ? []
-      : ['--import', fileURLToPath(new URL('gc-ballast.ts', import.meta.url))];
-  const args = ['--import', 'tsx', ...preload, '--trace-gc-nvp', self, '--child'];
+  const args = ['--import', 'tsx', '--trace-gc-nvp', fileURLToPath(import.meta.url), '--child'];
+  if (ballast.length > 0) args.push(`--ballast=${ballast.join(',')}`);
   const child = spawn(process.execPath, [...args, `--nodes=${nodeCount}`, `--seconds=${seconds}`], {
     stdio: ['ignore', 'pipe', 'inherit'],
-    env: { ...process.env, PHANTOMDB_GC_BALLAST: ballast.join(',') },
   });
   let output = '';
   child.stdout.setEncoding('utf8');
@@ -120,7 +114,6 @@ function measure(
       resolve({
         label:
           ballast.length === 0 ? `${nodeCount}` : `${nodeCount}, ballast: ${ballast.join(', ')}`,
-        nodes: nodeCount,
         commands: (JSON.parse(result) as { commands: number }).commands,
         scavenges,
         allocatedBytes: sums.allocated,
@@ -189,6 +182,7 @@ export async function run(): Promise<void> {
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   if (process.argv.includes('--child')) {
+    installBallast(ballastOption());
     const nodesArg = process.argv.find((value) => value.startsWith('--nodes='));
     await runCluster(Number(nodesArg?.slice('--nodes='.length) ?? 3), secondsOption());
   } else {
