@@ -2,9 +2,8 @@
  * For bench/gc.ts's child (`--ballast=<kinds>`): attaches a non-enumerable 8 KB array
  * to every object of the chosen kinds, so that each one kept past a scavenge adds 8 KB to the
  * bytes the scavenger copies. Comparing the survived and promoted bytes per command with and
- * without it tells whether objects of that kind outlive a scavenge, without a heap profiler
- * (whose own handles may keep what it samples). Non-enumerable, so spreads and validation do
- * not see it.
+ * without it tells whether objects of that kind outlive a scavenge, without relying on a heap
+ * profiler's view of survival. Non-enumerable, so spreads and validation do not see it.
  */
 import { RaftConsensus } from '../src/consensus/raft-consensus.js';
 import { RaftCore } from '../src/raft/core.js';
