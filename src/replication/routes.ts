@@ -13,18 +13,15 @@ import type { Request, Response, Server } from 'hyper-express';
 import { encode as encodeCbor } from 'cbor-x';
 import type { Logger } from 'pino';
 import { PhantomError } from '../errors.js';
-import { readSignedBody } from '../security/authenticate.js';
+import { readPeerBody } from '../security/authenticate.js';
 import type { RequestSigner } from '../security/request-signer.js';
 import {
   cborBodyMediaType,
   errorReplyOf,
   jsonMediaType,
-  readBody,
-  requireMediaType,
   responseFormatOf,
   sendBody,
   unlimitedBodyLength,
-  watchBody,
 } from '../transport/http.js';
 import { securityDefaults } from '../config.js';
 import type { ReplicationManager } from './replication-manager.js';
@@ -82,16 +79,7 @@ export function mountReplicationRoutes(
       const started = performance.now();
       let status = 500;
       try {
-        watchBody(request, response, bodyReadTimeoutMs);
-        let body: Uint8Array;
-        if (signer === null) {
-          requireMediaType(request.headers, [cborBodyMediaType]);
-          body = await readBody(request, max);
-        } else {
-          // Checked on the raw bytes first: an unauthenticated request learns nothing.
-          body = await readSignedBody(request, response, signer, max);
-          requireMediaType(request.headers, [cborBodyMediaType]);
-        }
+        const body = await readPeerBody(request, response, signer, max, bodyReadTimeoutMs);
         const answer = await handle(body);
         status = 200;
         sendBody(response, 200, encodeBody(answer), cborBodyMediaType);

@@ -6,7 +6,13 @@
  * any byte of it is interpreted.
  */
 import type { Request, Response } from 'hyper-express';
-import { readBody, signAnswers } from '../transport/http.js';
+import {
+  cborBodyMediaType,
+  readBody,
+  requireMediaType,
+  signAnswers,
+  watchBody,
+} from '../transport/http.js';
 import { signatureHeader, type NonceGuard, type RequestSigner } from './request-signer.js';
 
 /** Options of {@link readSignedBody}. */
@@ -39,5 +45,28 @@ export async function readSignedBody(
   signAnswers(response, (status, answer) => ({
     [signatureHeader]: signer.signResponse(claim.nonce, status, answer),
   }));
+  return body;
+}
+
+/**
+ * Reads the CBOR body of a peer or region request under `bytesMax`, failing after
+ * `bodyReadTimeoutMs` (see `watchBody`), and signed by `signer` when there is one. The
+ * signature is checked first, on the raw bytes: an unauthenticated request learns nothing, not
+ * even 415 for its media type.
+ */
+export async function readPeerBody(
+  request: Request,
+  response: Response,
+  signer: RequestSigner | null,
+  bytesMax: number,
+  bodyReadTimeoutMs: number,
+): Promise<Uint8Array> {
+  watchBody(request, response, bodyReadTimeoutMs);
+  if (signer === null) {
+    requireMediaType(request.headers, [cborBodyMediaType]);
+    return readBody(request, bytesMax);
+  }
+  const body = await readSignedBody(request, response, signer, bytesMax);
+  requireMediaType(request.headers, [cborBodyMediaType]);
   return body;
 }

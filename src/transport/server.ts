@@ -30,7 +30,7 @@ import type { Logger } from 'pino';
 import { performance } from 'node:perf_hooks';
 import { crc32 } from 'node:zlib';
 import { assert } from '../assert.js';
-import { resolveTransportLimits, type TransportLimits } from '../config.js';
+import { resolveTransportLimits, securityDefaults, type TransportLimits } from '../config.js';
 import { BadRequestError, PhantomError, ShutdownError } from '../errors.js';
 import type {
   Message,
@@ -46,18 +46,9 @@ import {
   encodeMessage,
   type SnapshotChunk,
 } from './codec.js';
-import { readSignedBody } from '../security/authenticate.js';
+import { readPeerBody } from '../security/authenticate.js';
 import { UnauthorizedError, type RequestSigner } from '../security/request-signer.js';
-import {
-  readBody,
-  requireMediaType,
-  sendBody,
-  sendEmpty,
-  sendError,
-  unlimitedBodyLength,
-  watchBody,
-} from './http.js';
-import { securityDefaults } from '../config.js';
+import { sendBody, sendEmpty, sendError, unlimitedBodyLength } from './http.js';
 
 /** A message a peer sends as a request: everything but the responses. */
 export type PeerRequest = RequestMessage | TimeoutNowRequest;
@@ -148,22 +139,6 @@ export function mountPeerRoutes(server: Server, options: PeerRoutesOptions): Pee
   const { handler, logger, localId } = options;
   const signer = options.signer ?? null;
   const bodyReadTimeoutMs = options.bodyReadTimeoutMs ?? securityDefaults.bodyReadTimeoutMs;
-  // A CBOR body under its limit, signed when there is a secret. The signature is checked
-  // first, on the raw bytes: an unauthenticated request learns nothing, not even 415.
-  const readPeerBody = async (
-    request: Request,
-    response: Response,
-    bytesMax: number,
-  ): Promise<Uint8Array> => {
-    watchBody(request, response, bodyReadTimeoutMs);
-    if (signer === null) {
-      requireMediaType(request.headers, [cborMediaType]);
-      return readBody(request, bytesMax);
-    }
-    const body = await readSignedBody(request, response, signer, bytesMax);
-    requireMediaType(request.headers, [cborMediaType]);
-    return body;
-  };
   // Refused credentials are logged at most once per interval, with a count: an outsider
   // hammering the port must not be able to fill the disk with log lines.
   let refusedSinceLog = 0;
@@ -220,7 +195,13 @@ export function mountPeerRoutes(server: Server, options: PeerRoutesOptions): Pee
   const onMessage = async (request: Request, response: Response): Promise<void> => {
     try {
       if (closed) throw new ShutdownError('Cannot accept peer message: the transport is closed');
-      const body = await readPeerBody(request, response, limits.messageBodyBytesMax);
+      const body = await readPeerBody(
+        request,
+        response,
+        signer,
+        limits.messageBodyBytesMax,
+        bodyReadTimeoutMs,
+      );
       const message = decodeMessage(body, { depthMax: limits.cborDepthMax });
       const accepted = typesByPath[request.path] ?? [];
       if (!accepted.includes(message.type as PeerRequest['type'])) {
@@ -238,7 +219,13 @@ export function mountPeerRoutes(server: Server, options: PeerRoutesOptions): Pee
   const onSnapshotChunk = async (request: Request, response: Response): Promise<void> => {
     try {
       if (closed) throw new ShutdownError('Cannot accept snapshot chunk: the transport is closed');
-      const body = await readPeerBody(request, response, limits.snapshotChunkBodyBytesMax);
+      const body = await readPeerBody(
+        request,
+        response,
+        signer,
+        limits.snapshotChunkBodyBytesMax,
+        bodyReadTimeoutMs,
+      );
       const chunk = decodeSnapshotChunk(body, { depthMax: limits.cborDepthMax });
       if (chunk.request !== null) checkAddressee(chunk.request.to);
       const snapshot = assembler.accept(chunk);
