@@ -307,12 +307,7 @@ export function scanSegment(
       // did (pages of a preallocated file are written back in any order). Either way no
       // fdatasync completed after it (one would have written every page), so nothing from
       // here on was acknowledged.
-      if (
-        end === size ||
-        isZero(bytes, offset, size) ||
-        isZero(bytes, end, size) ||
-        hasZeroSector(bytes, offset, end)
-      ) {
+      if (isZero(bytes, end, size) || hasZeroSector(bytes, offset, end)) {
         return torn(problem);
       }
       throw corruptLog(file, offset, problem);
