@@ -54,15 +54,13 @@ export interface RegionAnswer {
   readonly strategy: ConflictStrategy;
 }
 
-const encoder = plainCborEncoder;
-const decoder = plainCborDecoder;
 const strategies = new Set<string>(Object.values(ConflictResolutionStrategy));
 
 /** CBOR bytes of any of this module's bodies (and of error bodies). */
 export function encodeBody(
   body: RegionBatchRequest | RegionHeartbeatRequest | RegionAnswer | object,
 ): Uint8Array {
-  return encoder.encode(body);
+  return plainCborEncoder.encode(body);
 }
 
 function decodeMap(bytes: Uint8Array, what: string, bytesMax: number): Record<string, unknown> {
@@ -76,7 +74,7 @@ function decodeMap(bytes: Uint8Array, what: string, bytesMax: number): Record<st
   checkCborStructure(bytes, 4);
   let value: unknown;
   try {
-    value = decoder.decode(bytes);
+    value = plainCborDecoder.decode(bytes);
   } catch (error) {
     throw new BadRequestError(`Cannot decode ${what}: ${(error as Error).message}`);
   }
@@ -173,7 +171,7 @@ export function decodeErrorAnswer(bytes: Uint8Array, contentType: string): Error
   try {
     if (contentType.startsWith('application/cbor')) {
       checkCborStructure(bytes, 4);
-      value = decoder.decode(bytes);
+      value = plainCborDecoder.decode(bytes);
     } else {
       value = JSON.parse(new TextDecoder().decode(bytes));
     }

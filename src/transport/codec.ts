@@ -89,14 +89,12 @@ export const plainCborEncoder = new Encoder({
 });
 /** The decoder of {@link plainCborEncoder}'s bytes. */
 export const plainCborDecoder = new Decoder({ useRecords: false, mapsAsObjects: true });
-const encoder = plainCborEncoder;
-const decoder = plainCborDecoder;
 
 const isLittleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 /** Encodes any Raft message. Throws TypeError when the message is not well-formed. */
 export function encodeMessage(message: Message): Uint8Array {
-  return encoder.encode(wireOf(message));
+  return plainCborEncoder.encode(wireOf(message));
 }
 
 /**
@@ -132,7 +130,7 @@ export function encodeSnapshotChunk(chunk: SnapshotChunk): Uint8Array {
   };
   if (chunk.request !== null) wire['request'] = wireOf(chunk.request);
   if (chunk.crc32 !== null) wire['crc32'] = chunk.crc32;
-  return encoder.encode(wire);
+  return plainCborEncoder.encode(wire);
 }
 
 /** Decodes and validates one snapshot chunk; throws {@link BadRequestError} only. */
@@ -285,7 +283,7 @@ function decodeValue(bytes: Uint8Array, options: DecodeOptions): unknown {
   }
   checkCborStructure(bytes, depthMax);
   try {
-    return decoder.decode(bytes) as unknown;
+    return plainCborDecoder.decode(bytes) as unknown;
   } catch (error) {
     // The structure check leaves cbor-x only content errors (such as a map key it cannot
     // use); report them as the peer's fault all the same.
