@@ -18,6 +18,8 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { findEtcd, startEtcdCluster, startPhantomCluster } from './cluster/clusters.js';
 import type { BenchCluster } from './cluster/clusters.js';
 import { summarizeProfile } from './cluster/cpu-profile.js';
+import { gcFiguresOf, gcTable, parseGcTrace } from './cluster/gc-trace.js';
+import type { GcEvent } from './cluster/gc-trace.js';
 import type { CpuProfile, ProfileSummary } from './cluster/cpu-profile.js';
 import { clusterHelpText, parseClusterOptions } from './cluster/options.js';
 import type { ClusterBenchOptions } from './cluster/options.js';
@@ -39,7 +41,7 @@ import {
   renderChart,
   systemOf,
 } from './cluster/report.js';
-import type { PhaseResult } from './cluster/report.js';
+import type { MemberFigures, PhaseResult } from './cluster/report.js';
 
 const repoRoot = fileURLToPath(new URL('../', import.meta.url));
 
@@ -116,6 +118,7 @@ async function runComparison(options: ClusterBenchOptions, outDir: string): Prom
   await mkdir(logDir, { recursive: true });
   const clusters = new Map<string, BenchCluster>();
   const phases: PhaseResult[] = [];
+  const windows = new Map<PhaseResult, { cluster: BenchCluster; window: PhaseWindow }>();
   const notes: string[] = [];
   try {
     if (options.targets.includes('etcd')) {
@@ -132,6 +135,7 @@ async function runComparison(options: ClusterBenchOptions, outDir: string): Prom
         );
       }
     }
+    const gcTraceArgs = options.gc ? ['--trace-gc-nvp'] : [];
     if (options.targets.includes('phantomdb')) {
       console.log(
         `Starting a three-node PhantomDB cluster (node ${options.nodeMain ?? 'dist/node/main.js'}) ...`,
@@ -143,7 +147,7 @@ async function runComparison(options: ClusterBenchOptions, outDir: string): Prom
           dataDir: join(dataDir, 'phantomdb'),
           logDir,
           nodeArgs: options.nodeArgs,
-          nodeExecArgs: options.nodeExecArgs,
+          nodeExecArgs: [...options.nodeExecArgs, ...gcTraceArgs],
           ...(options.nodeMain === undefined ? {} : { mainPath: options.nodeMain }),
         }),
       );
@@ -156,7 +160,7 @@ async function runComparison(options: ClusterBenchOptions, outDir: string): Prom
             dataDir: join(dataDir, 'baseline'),
             logDir,
             nodeArgs: options.baselineArgs,
-            nodeExecArgs: options.baselineExecArgs,
+            nodeExecArgs: [...options.baselineExecArgs, ...gcTraceArgs],
             mainPath: options.baseline,
             system: 'baseline',
           }),
@@ -175,7 +179,7 @@ async function runComparison(options: ClusterBenchOptions, outDir: string): Prom
         for (const system of turn) {
           const cluster = clusters.get(system)!;
           const idle = [...clusters.values()].filter((other) => other !== cluster);
-          const { result, metrics } = await runPhase(cluster, idle, {
+          const { result, window, metrics } = await runPhase(cluster, idle, {
             connections,
             round,
             warmupMs: options.warmupMs,
@@ -189,6 +193,7 @@ async function runComparison(options: ClusterBenchOptions, outDir: string): Prom
           progress.done();
           console.log((options.rounds > 1 ? `#${round} ` : '') + phaseLine(result));
           phases.push(result);
+          windows.set(result, { cluster, window });
           await saveMetrics(outDir, `${system}-c${connections}-r${round}`, metrics);
           // Let background work of the last phase (etcd's backend commit, our snapshot) settle.
           await sleep(1000);
@@ -214,10 +219,50 @@ async function runComparison(options: ClusterBenchOptions, outDir: string): Prom
   await writeResults(
     options,
     outDir,
-    phases,
+    // The members flush their traces when they exit: read only once all are stopped.
+    options.gc ? await withGcFigures(phases, windows) : phases,
     notes,
     [...clusters.values()].map((c) => c.label),
   );
+}
+
+/** `phases` with each traced member's collections in its measured window. */
+async function withGcFigures(
+  phases: readonly PhaseResult[],
+  windows: ReadonlyMap<PhaseResult, { cluster: BenchCluster; window: PhaseWindow }>,
+): Promise<PhaseResult[]> {
+  const traces = new Map<string, GcEvent[]>();
+  const traceOf = async (logPath: string): Promise<GcEvent[]> => {
+    let events = traces.get(logPath);
+    if (events === undefined) {
+      events = parseGcTrace(await readFile(logPath, 'utf8').catch(() => ''));
+      traces.set(logPath, events);
+    }
+    return events;
+  };
+  const traced: PhaseResult[] = [];
+  for (const phase of phases) {
+    const where = windows.get(phase);
+    if (where === undefined || where.cluster.protocol !== 'phantomdb') {
+      traced.push(phase);
+      continue;
+    }
+    const members: MemberFigures[] = [];
+    for (const figures of phase.members) {
+      const member = where.cluster.members.find((candidate) => candidate.id === figures.id);
+      const gc =
+        member === undefined
+          ? undefined
+          : gcFiguresOf(
+              await traceOf(member.process.logPath),
+              (where.window.startMonotonicUs - member.process.spawnedAtUs) / 1000,
+              (where.window.endMonotonicUs - member.process.spawnedAtUs) / 1000,
+            );
+      members.push(gc === undefined ? figures : { ...figures, gc });
+    }
+    traced.push({ ...phase, members });
+  }
+  return traced;
 }
 
 /** Keeps every member's /metrics at both edges of a phase, as evidence for the report. */
@@ -243,6 +288,7 @@ async function writeResults(
   const table = phaseTable(shown, phases);
   const ratios = ratioTable(shown);
   const baselineRatios = ratioTable(shown, 'baseline');
+  const collections = gcTable(phases);
   const fsyncMetrics = [
     ...new Set(phases.map((p) => `${p.protocol}: ${p.fsyncMetric ?? 'none exposed'}`)),
   ];
@@ -277,6 +323,15 @@ async function writeResults(
     '',
     ...(ratios === undefined ? [] : ['Ours / etcd:', '', ratios, '']),
     ...(baselineRatios === undefined ? [] : ['Ours / baseline:', '', baselineRatios, '']),
+    ...(collections === undefined
+      ? []
+      : [
+          'Garbage collections of our members in each measured window (`--gc`, from ' +
+            '`node --trace-gc-nvp`; the window is placed by spawn time, a few tens of ms early):',
+          '',
+          collections,
+          '',
+        ]),
     `fsync metric read: ${fsyncMetrics.join('; ')}`,
     '',
     ...(idleCpu.length > 0
@@ -304,6 +359,7 @@ async function writeResults(
   console.log(`\n${table}\n`);
   if (ratios !== undefined) console.log(`Ours / etcd:\n\n${ratios}\n`);
   if (baselineRatios !== undefined) console.log(`Ours / baseline:\n\n${baselineRatios}\n`);
+  if (collections !== undefined) console.log(`Garbage collections:\n\n${collections}\n`);
   if (contended !== undefined) console.log(`⚠ ${contended}`);
   for (const line of [...changes, ...notes]) console.log(line);
   console.log(`Results: ${join(outDir, 'results.md')}, chart.svg, results.json`);

@@ -22,6 +22,8 @@ export interface ClusterBenchOptions {
   readonly nice: number;
   /** Profile our nodes (`node --cpu-prof`), a fresh cluster per concurrency. */
   readonly profile: boolean;
+  /** Trace our nodes' garbage collections (`node --trace-gc-nvp`) and report them per member. */
+  readonly gc: boolean;
   readonly dataRoot: string;
   readonly etcdPath: string | undefined;
   readonly nodeArgs: readonly string[];
@@ -70,6 +72,10 @@ const flags = {
     type: 'boolean',
     help: 'run our nodes under node --cpu-prof and summarize where their time goes',
   },
+  gc: {
+    type: 'boolean',
+    help: "run our nodes with node --trace-gc-nvp and report each member's collections",
+  },
   'data-root': {
     type: 'string',
     help: 'where the clusters keep their data (default the OS temp dir; must be a real disk)',
@@ -107,10 +113,18 @@ const flags = {
   help: { type: 'boolean', help: 'print this help' },
 } as const;
 
+/** Flags that take a space-separated list of flags, where empty means none. */
+const flagLists: ReadonlySet<string> = new Set([
+  'node-args',
+  'node-exec-args',
+  'baseline-args',
+  'baseline-exec-args',
+]);
+
 /** The `--help` text. */
 export function clusterHelpText(): string {
   const rows = Object.entries(flags).map(
-    ([name, spec]) => `  --${name}${spec.type === 'string' ? '=V' : ''}`.padEnd(22) + spec.help,
+    ([name, spec]) => `${`  --${name}${spec.type === 'string' ? '=V' : ''}`.padEnd(23)} ${spec.help}`,
   );
   return [
     'npm run bench -- cluster [--flag=value ...]   (or: npx tsx bench/cluster.ts [flags])',
@@ -174,7 +188,9 @@ export function parseClusterOptions(
     if (typeof given === 'string') return given;
     if (given === true) return 'true';
     const fromEnv = env[`BENCH_CLUSTER_${name.toUpperCase().replaceAll('-', '_')}`];
-    return fromEnv === '' ? undefined : fromEnv;
+    // An empty variable is unset, except for a list of flags: there it means none, as `--x=`
+    // does (an empty BENCH_CLUSTER_BASELINE_EXEC_ARGS must not give the baseline ours).
+    return fromEnv === '' && !flagLists.has(name) ? undefined : fromEnv;
   };
   const flag = (name: keyof typeof flags): boolean => /^(1|true|yes|on)$/i.test(value(name) ?? '');
 
@@ -188,6 +204,20 @@ export function parseClusterOptions(
   for (const target of targets) {
     if (target !== 'phantomdb' && target !== 'etcd') {
       throw new RangeError(`Invalid --targets item "${target}": expected phantomdb or etcd`);
+    }
+  }
+  // Absolute: the nodes run with their data directory as working directory.
+  const baseline = absolute(value('baseline'));
+  const gc = flag('gc');
+  for (const [name, given] of [
+    ['baseline', baseline !== undefined],
+    ['gc', gc],
+  ] as const) {
+    if (given && (profile || !targets.includes('phantomdb'))) {
+      throw new RangeError(
+        `Invalid --${name}: it applies to our cluster in a comparison run, so it needs ` +
+          'phantomdb among --targets and cannot be combined with --profile',
+      );
     }
   }
   return {
@@ -204,12 +234,12 @@ export function parseClusterOptions(
       rounds: positiveInteger('rounds', value('rounds'), 1),
       nice: niceValue(value('nice')),
       profile,
+      gc,
       dataRoot: value('data-root') ?? tmpdir(),
       etcdPath: value('etcd'),
       nodeArgs: words(value('node-args')),
       nodeExecArgs: words(value('node-exec-args')),
-      // Absolute: the nodes run with their data directory as working directory.
-      baseline: absolute(value('baseline')),
+      baseline,
       baselineArgs: words(value('baseline-args') ?? value('node-args')),
       baselineExecArgs: words(value('baseline-exec-args') ?? value('node-exec-args')),
       nodeMain: absolute(value('node-main')),

@@ -3,6 +3,7 @@
  * and a hand-written SVG chart of throughput and p99 latency per concurrency.
  */
 import type { PutProtocol } from './clusters.js';
+import type { GcFigures } from './gc-trace.js';
 
 /** CPU and memory of one cluster member during a measured window. */
 export interface MemberFigures {
@@ -14,6 +15,8 @@ export interface MemberFigures {
   readonly systemCpuPercent: number | undefined;
   /** Largest resident set size sampled during the window. */
   readonly rssBytesMax: number | undefined;
+  /** Its garbage collections in the window (only with `--gc`). */
+  readonly gc?: GcFigures;
 }
 
 /** Everything measured in one phase: one system at one concurrency. */

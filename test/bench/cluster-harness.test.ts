@@ -224,6 +224,24 @@ describe('options', () => {
     expect(other.baselineArgs).toEqual(['--y']);
   });
 
+  it('takes an empty flag list from the environment as none, not as unset', () => {
+    const { options } = parseClusterOptions(['--baseline=b/main.js', '--node-exec-args=--x'], {
+      BENCH_CLUSTER_BASELINE_EXEC_ARGS: '',
+      BENCH_CLUSTER_DURATION_S: '',
+    });
+    expect(options.baselineExecArgs).toEqual([]);
+    expect(options.durationMs).toBe(10_000);
+  });
+
+  it('refuses --baseline and --gc where no cluster of ours is compared', () => {
+    for (const flag of ['--baseline=b/main.js', '--gc']) {
+      expect(() => parseClusterOptions([flag, '--targets=etcd'], {})).toThrow(/--targets/);
+      expect(() => parseClusterOptions([flag, '--profile'], {})).toThrow(/--profile/);
+    }
+    expect(parseClusterOptions(['--gc'], {}).options.gc).toBe(true);
+    expect(parseClusterOptions([], { BENCH_CLUSTER_GC: '1' }).options.gc).toBe(true);
+  });
+
   it('rejects bad values and reports flags it does not know', () => {
     expect(() => parseClusterOptions(['--concurrency=1,x'], {})).toThrow(RangeError);
     expect(() => parseClusterOptions(['--duration-s=0'], {})).toThrow(RangeError);
@@ -374,6 +392,8 @@ describe('a phase against a counting HTTP server', () => {
         name: 'fake',
         pid: process.pid,
         child: undefined as never,
+        logPath: '/dev/null',
+        spawnedAtUs: 0,
         exited: new Promise<number>(() => undefined),
         hasExited: () => false,
       },
