@@ -124,7 +124,8 @@ const flagLists: ReadonlySet<string> = new Set([
 /** The `--help` text. */
 export function clusterHelpText(): string {
   const rows = Object.entries(flags).map(
-    ([name, spec]) => `${`  --${name}${spec.type === 'string' ? '=V' : ''}`.padEnd(23)} ${spec.help}`,
+    ([name, spec]) =>
+      `${`  --${name}${spec.type === 'string' ? '=V' : ''}`.padEnd(23)} ${spec.help}`,
   );
   return [
     'npm run bench -- cluster [--flag=value ...]   (or: npx tsx bench/cluster.ts [flags])',

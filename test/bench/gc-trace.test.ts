@@ -71,7 +71,9 @@ describe('gc trace', () => {
       ],
     } as unknown as PhaseResult;
     const table = gcTable([phase])!;
-    expect(table).toContain('| 16 | phantomdb | 2 | n1 (leader) | 1.0 | 1.25 | 1.25 | 3 | 0 | 0.1% |');
+    expect(table).toContain(
+      '| 16 | phantomdb | 2 | n1 (leader) | 1.0 | 1.25 | 1.25 | 3 | 0 | 0.1% |',
+    );
     expect(table).not.toContain('n2');
     expect(gcTable([{ ...phase, members: [phase.members[1]!] }])).toBeUndefined();
   });
