@@ -52,6 +52,7 @@ import type {
 } from '../raft/types.js';
 import { MemoryPersistence } from '../storage/memory.js';
 import type { RaftPersistence, StoredSnapshot } from '../storage/types.js';
+import { nodeUrl } from '../transport/url.js';
 
 /** A cluster member as the seed describes it; `url` defaults to `http://host:port`. */
 export interface RaftNodeInfo {
@@ -1406,7 +1407,7 @@ function decodeSnapshot(data: Uint8Array): { members: RaftNodeInfo[]; app: Uint8
 }
 
 function withUrl(node: RaftNodeInfo): RaftNodeInfo {
-  return node.url !== undefined ? node : { ...node, url: `http://${node.host}:${node.port}` };
+  return node.url !== undefined ? node : { ...node, url: nodeUrl('http', node.host, node.port) };
 }
 
 function infoFromUrl(id: NodeId, url: string): RaftNodeInfo {

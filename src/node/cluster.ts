@@ -16,6 +16,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { nodeUrl } from '../transport/url.js';
 
 interface Member {
   readonly id: string;
@@ -91,7 +92,6 @@ const dataRoot = path.resolve(values['data-dir'] ?? path.join('data', 'cluster')
 const logLevel = values['log-level'] ?? 'info';
 const rawLogs = values.json === true;
 const mainScript = fileURLToPath(new URL('./main.js', import.meta.url));
-const urlHost = host.includes(':') ? `[${host}]` : host;
 const givenFlag = (name: string, env: string): boolean =>
   nodeFlags.some((flag) => flag === `--${name}` || flag.startsWith(`--${name}=`)) ||
   (process.env[env] ?? '') !== '';
@@ -106,7 +106,7 @@ const members: Member[] = Array.from({ length: count }, (_, k) => {
   return {
     id,
     port,
-    url: `${tls ? 'https' : 'http'}://${urlHost}:${port}`,
+    url: nodeUrl(tls ? 'https' : 'http', host, port),
     dataDir: path.join(dataRoot, id),
     process: null,
     exitCode: null,

@@ -54,6 +54,7 @@ import { nodeFs, type StorageFs } from '../storage/fs.js';
 import { HttpPeerTransport, PeerUnreachableError } from '../transport/client.js';
 import { closeServer, installErrorHandlers } from '../transport/http.js';
 import { mountPeerRoutes, type PeerRoutes } from '../transport/server.js';
+import { nodeUrl } from '../transport/url.js';
 import {
   mountClientApi,
   type ClientAccess,
@@ -118,7 +119,7 @@ export class PhantomNode implements ClientApiNode {
     this.requestTimeoutMs = config.requestTimeoutMs;
     const { security } = config;
     const scheme = security.tls === null ? 'http' : 'https';
-    this.url = `${scheme}://${config.listenHost.includes(':') ? `[${config.listenHost}]` : config.listenHost}:${config.listenPort}`;
+    this.url = nodeUrl(scheme, config.listenHost, config.listenPort);
     this.logger = options.logger ?? createNodeLogger(config.id, config.logLevel);
     this.metrics = new NodeMetrics({
       nodeId: config.id,

@@ -3,6 +3,7 @@
  * replicated write returns, per-region status, and the errors replication raises.
  */
 import { NotLeaderError, PhantomError } from '../errors.js';
+import { nodeUrl } from '../transport/url.js';
 
 /** When a write that originated here counts as done; see src/replication/README.md. */
 export const ReplicationStrategy = {
@@ -86,7 +87,7 @@ export function regionUrlOf(region: RegionInfo): string {
     if (port! < 1 || port! > 65535) {
       throw new RangeError(`Invalid port for region ${region.id}: ${port}`);
     }
-    text = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+    text = nodeUrl('http', host, port!);
   }
   let parsed: URL;
   try {

@@ -5,7 +5,8 @@
  *   `/raft/snapshot` and `/raft/timeout-now` on a hyper-express server;
  * - {@link HttpPeerTransport} (client.ts) sends to peers over pooled keep-alive undici
  *   connections, with timeouts and backoff;
- * - codec.ts is the wire format; http.ts holds helpers the client HTTP API shares.
+ * - codec.ts is the wire format; http.ts holds helpers the client HTTP API shares;
+ *   {@link nodeUrl} (url.ts) builds a member's `scheme://host:port`.
  *
  * @example
  * ```ts
@@ -21,3 +22,4 @@ export * from './codec.js';
 export * from './http.js';
 export * from './server.js';
 export * from './client.js';
+export * from './url.js';

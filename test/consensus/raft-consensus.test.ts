@@ -326,6 +326,22 @@ describe('snapshots, membership and transfer', () => {
     );
   });
 
+  it('derives a member url from host and port when none is given, IPv6 in brackets', async () => {
+    const infos = [
+      { id: 'n1', host: '::1', port: 7001 },
+      { id: 'n2', host: '127.0.0.1', port: 7002 },
+      { id: 'n3', host: 'n3.example.com', port: 7003, url: 'https://n3.example.com:7443' },
+    ];
+    const raft = new RaftConsensus('n1', infos, { tickIntervalMs: 1_000 });
+    running.push({ info: infos[0]!, raft, machine: null as never, persistence: null as never });
+    await raft.initialize();
+    expect(raft.getMembers().map((member) => [member.id, member.url])).toEqual([
+      ['n1', 'http://[::1]:7001'],
+      ['n2', 'http://127.0.0.1:7002'],
+      ['n3', 'https://n3.example.com:7443'],
+    ]);
+  });
+
   it('transfers leadership to the chosen node', async () => {
     const { nodes } = await cluster(3);
     const leader = await waitForLeader(nodes);
