@@ -71,7 +71,7 @@ import {
 } from '../replication/types.js';
 import {
   type BodyFormat,
-  cborBodyMediaType,
+  cborMediaType,
   errorReplyOf,
   jsonMediaType,
   readBody,
@@ -880,7 +880,7 @@ function currentValue(value: Uint8Array | null, format: BodyFormat): unknown {
 
 function objectReply(status: number, body: unknown, format: BodyFormat): Reply {
   return format === 'cbor'
-    ? { status, contentType: cborBodyMediaType, body: encodeCbor(body) }
+    ? { status, contentType: cborMediaType, body: encodeCbor(body) }
     : { status, contentType: jsonMediaType, body: JSON.stringify(body) };
 }
 

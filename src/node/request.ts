@@ -16,7 +16,7 @@ import { decode as decodeCbor } from 'cbor-x';
 import type { KvLimits } from '../config.js';
 import { BadRequestError } from '../errors.js';
 import { encodeKey } from '../kv/codec.js';
-import { cborBodyMediaType, jsonMediaType, mediaTypeOf } from '../transport/http.js';
+import { cborMediaType, jsonMediaType, mediaTypeOf } from '../transport/http.js';
 
 /** The path prefix of key-value routes. */
 export const kvPathPrefix = '/v1/kv/';
@@ -145,15 +145,15 @@ export function parseObjectBody(
   body: Uint8Array,
 ): Record<string, unknown> {
   const mediaType = mediaTypeOf(contentType);
-  if (mediaType !== '' && mediaType !== jsonMediaType && mediaType !== cborBodyMediaType) {
+  if (mediaType !== '' && mediaType !== jsonMediaType && mediaType !== cborMediaType) {
     throw new BadRequestError(
-      `Cannot accept body: Content-Type is '${mediaType}', expected ${jsonMediaType} or ${cborBodyMediaType}`,
+      `Cannot accept body: Content-Type is '${mediaType}', expected ${jsonMediaType} or ${cborMediaType}`,
       'UNSUPPORTED_MEDIA_TYPE',
     );
   }
   if (body.length === 0) return {};
   let value: unknown;
-  if (mediaType === cborBodyMediaType) {
+  if (mediaType === cborMediaType) {
     try {
       value = decodeCbor(body) as unknown;
     } catch (error) {

@@ -10,7 +10,7 @@
 import type { ConnectionOptions } from 'node:tls';
 import { Agent, type Dispatcher } from 'undici';
 import { PhantomError } from '../errors.js';
-import { cborBodyMediaType } from '../transport/http.js';
+import { cborMediaType } from '../transport/http.js';
 import { composeInterceptors } from '../security/request-signer.js';
 import {
   decodeErrorAnswer,
@@ -76,7 +76,7 @@ export interface HttpRegionClientOptions {
   readonly interceptors?: readonly Dispatcher.DispatcherComposeInterceptor[];
 }
 
-const headers = { 'content-type': cborBodyMediaType, accept: cborBodyMediaType };
+const headers = { 'content-type': cborMediaType, accept: cborMediaType };
 
 /** {@link RegionClient} over HTTP/1.1 keep-alive connections (one undici Agent). */
 export class HttpRegionClient implements RegionClient {

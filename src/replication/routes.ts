@@ -16,7 +16,7 @@ import { PhantomError } from '../errors.js';
 import { readPeerBody } from '../security/authenticate.js';
 import type { RequestSigner } from '../security/request-signer.js';
 import {
-  cborBodyMediaType,
+  cborMediaType,
   errorReplyOf,
   jsonMediaType,
   responseFormatOf,
@@ -82,7 +82,7 @@ export function mountReplicationRoutes(
         const body = await readPeerBody(request, response, signer, max, bodyReadTimeoutMs);
         const answer = await handle(body);
         status = 200;
-        sendBody(response, 200, encodeBody(answer), cborBodyMediaType);
+        sendBody(response, 200, encodeBody(answer), cborMediaType);
       } catch (error) {
         status = answerError(request, response, error, logger);
       } finally {
@@ -141,7 +141,7 @@ function answerError(
   }
   if (status === 503) response.header('retry-after', '1');
   if (responseFormatOf(request.headers) === 'cbor') {
-    sendBody(response, status, encodeCbor(body), cborBodyMediaType);
+    sendBody(response, status, encodeCbor(body), cborMediaType);
   } else {
     sendBody(response, status, JSON.stringify(body), jsonMediaType);
   }

@@ -7,7 +7,7 @@
  */
 import type { Request, Response } from 'hyper-express';
 import {
-  cborBodyMediaType,
+  cborMediaType,
   readBody,
   requireMediaType,
   signAnswers,
@@ -63,10 +63,10 @@ export async function readPeerBody(
 ): Promise<Uint8Array> {
   watchBody(request, response, bodyReadTimeoutMs);
   if (signer === null) {
-    requireMediaType(request.headers, [cborBodyMediaType]);
+    requireMediaType(request.headers, [cborMediaType]);
     return readBody(request, bytesMax);
   }
   const body = await readSignedBody(request, response, signer, bytesMax);
-  requireMediaType(request.headers, [cborBodyMediaType]);
+  requireMediaType(request.headers, [cborMediaType]);
   return body;
 }

@@ -47,13 +47,13 @@ import { resolveTransportLimits, type TransportLimits } from '../config.js';
 import { BadRequestError, PhantomError, ShutdownError } from '../errors.js';
 import type { AppendRequest, Message, NodeId, SnapshotRequest } from '../raft/types.js';
 import {
-  cborMediaType,
   decodeMessage,
   checkAppendShape,
   encodeMessage,
   encodeSnapshotChunk,
   type SnapshotChunk,
 } from './codec.js';
+import { cborMediaType } from './http.js';
 import { peerRoutePaths, responseTypeByRequestType, type PeerRequest } from './server.js';
 
 /** Why a peer could not be reached. */

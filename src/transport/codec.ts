@@ -33,9 +33,6 @@ import type {
   SnapshotRequest,
 } from '../raft/types.js';
 
-/** The media type of every peer RPC body. */
-export const cborMediaType = 'application/cbor';
-
 /** Longest node id accepted on the wire, in UTF-16 code units. */
 export const nodeIdLengthMax = 255;
 

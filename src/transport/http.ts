@@ -25,8 +25,8 @@ import { BadRequestError, PhantomError, httpStatusByCode, type ErrorCode } from 
 /** The media type of JSON bodies. */
 export const jsonMediaType = 'application/json';
 
-/** The media type of CBOR bodies. */
-export const cborBodyMediaType = 'application/cbor';
+/** The media type of CBOR bodies: every peer RPC body, and client API bodies on request. */
+export const cborMediaType = 'application/cbor';
 
 /** How a body is written: JSON by default, CBOR on request. */
 export type BodyFormat = 'json' | 'cbor';
@@ -216,11 +216,11 @@ export function responseFormatOf(
 ): BodyFormat {
   const accept = headers['accept'];
   if (accept !== undefined && accept !== '') {
-    const cbor = qualityOf(accept, cborBodyMediaType);
+    const cbor = qualityOf(accept, cborMediaType);
     const json = qualityOf(accept, jsonMediaType);
     if (cbor !== json) return cbor > json ? 'cbor' : 'json';
   }
-  return mediaTypeOf(headers['content-type']) === cborBodyMediaType ? 'cbor' : 'json';
+  return mediaTypeOf(headers['content-type']) === cborMediaType ? 'cbor' : 'json';
 }
 
 /** The quality Accept gives `mediaType` through its most specific matching range (0: none). */
@@ -301,7 +301,7 @@ export function sendError(
   for (const [name, value] of Object.entries(headers)) response.header(name, value);
   const body = { error: { code: reply.code, message: reply.message } };
   if (format === 'cbor') {
-    sendBody(response, reply.status, encodeCbor(body), cborBodyMediaType);
+    sendBody(response, reply.status, encodeCbor(body), cborMediaType);
   } else {
     sendBody(response, reply.status, JSON.stringify(body), jsonMediaType);
   }

@@ -39,16 +39,10 @@ import type {
   SnapshotRequest,
   TimeoutNowRequest,
 } from '../raft/types.js';
-import {
-  cborMediaType,
-  decodeMessage,
-  decodeSnapshotChunk,
-  encodeMessage,
-  type SnapshotChunk,
-} from './codec.js';
+import { decodeMessage, decodeSnapshotChunk, encodeMessage, type SnapshotChunk } from './codec.js';
 import { readPeerBody } from '../security/authenticate.js';
 import { UnauthorizedError, type RequestSigner } from '../security/request-signer.js';
-import { sendBody, sendEmpty, sendError, unlimitedBodyLength } from './http.js';
+import { cborMediaType, sendBody, sendEmpty, sendError, unlimitedBodyLength } from './http.js';
 
 /** A message a peer sends as a request: everything but the responses. */
 export type PeerRequest = RequestMessage | TimeoutNowRequest;
