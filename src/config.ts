@@ -324,18 +324,47 @@ export const securityDefaults: SecurityLimits = {
   bodyReadTimeoutMs: 30_000,
 };
 
-/** Fills in defaults and validates; throws RangeError on the first bad field. */
+/**
+ * The range of one integer limit: it must be an integer in `min..max` and, when `atLeast` names
+ * another limit of the same group, no less than that limit's value.
+ */
+export interface IntegerBounds<Field extends string> {
+  readonly min: number;
+  readonly max: number;
+  readonly atLeast?: Field;
+}
+
+/**
+ * The bounds of each {@link SecurityLimits} field (every one is an integer), in the order they
+ * are checked: a field named by `atLeast` comes first, so its value is known to be good when it
+ * serves as a minimum. This is the one source of truth for them: {@link resolveSecurityLimits}
+ * checks against it, and so do the node's flags (src/node/config.ts), which name the flag.
+ */
+export const securityLimitBounds: {
+  readonly [Field in keyof SecurityLimits]: IntegerBounds<keyof SecurityLimits>;
+} = {
+  authClockSkewMs: { min: 1_000, max: 3_600_000 },
+  replayNoncesMax: { min: 1_024, max: 10_000_000 },
+  clientRequestsInFlightMax: { min: 1, max: 1_000_000 },
+  // A node-wide cap below the per-client one would make the per-client cap unreachable.
+  requestsInFlightMax: { min: 1, max: 1_000_000, atLeast: 'clientRequestsInFlightMax' },
+  bodyReadTimeoutMs: { min: 1, max: 3_600_000 },
+};
+
+/**
+ * Fills in defaults and validates against {@link securityLimitBounds}; throws RangeError on the
+ * first bad field.
+ */
 export function resolveSecurityLimits(overrides: Partial<SecurityLimits> = {}): SecurityLimits {
   const limits = { ...securityDefaults, ...overrides };
-  checkInteger('authClockSkewMs', limits.authClockSkewMs, 1_000, 3_600_000);
-  checkInteger('replayNoncesMax', limits.replayNoncesMax, 1_024, 10_000_000);
-  checkInteger('clientRequestsInFlightMax', limits.clientRequestsInFlightMax, 1, 1_000_000);
-  checkInteger(
-    'requestsInFlightMax',
-    limits.requestsInFlightMax,
-    limits.clientRequestsInFlightMax,
-    1_000_000,
-  );
-  checkInteger('bodyReadTimeoutMs', limits.bodyReadTimeoutMs, 1, 3_600_000);
+  for (const field of Object.keys(securityLimitBounds) as (keyof SecurityLimits)[]) {
+    const { min, max, atLeast } = securityLimitBounds[field];
+    checkInteger(
+      field,
+      limits[field],
+      atLeast === undefined ? min : Math.max(min, limits[atLeast]),
+      max,
+    );
+  }
   return limits;
 }

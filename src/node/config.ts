@@ -8,13 +8,19 @@
  */
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { resolveSecurityLimits, securityDefaults, type SecurityLimits } from '../config.js';
+import {
+  resolveSecurityLimits,
+  securityDefaults,
+  securityLimitBounds,
+  type SecurityLimits,
+} from '../config.js';
 import { ConflictResolutionStrategy } from '../conflict/conflict-resolver.js';
 import { memberPromotionDefaults, type MemberPromotion } from '../consensus/raft-consensus.js';
 import { ReplicationStrategy, type ReplicationFallback } from '../replication/types.js';
 import { Secret, readSecretFile, secretBytesMin } from '../security/secret.js';
 import { TlsConfigError, TlsSettings } from '../security/tls.js';
 import { TokenStore, TokensFileError } from '../security/tokens.js';
+import { nodeUrl } from '../transport/url.js';
 
 /** A flag value that cannot be used; `flag` is the flag's name without dashes. */
 export class ConfigError extends Error {
@@ -317,6 +323,18 @@ export function helpText(): string {
   ].join('\n');
 }
 
+/**
+ * The flags that set a security limit, in the order they are read (a limit named by another's
+ * `atLeast` comes first). Their bounds are `securityLimitBounds` (src/config.ts), so a flag
+ * refuses just what `resolveSecurityLimits` refuses, with the flag named; a limit without a flag
+ * keeps its default.
+ */
+export const securityLimitFlags: Readonly<Partial<Record<keyof SecurityLimits, string>>> = {
+  clientRequestsInFlightMax: 'client-inflight-max',
+  requestsInFlightMax: 'inflight-max',
+  authClockSkewMs: 'auth-clock-skew-ms',
+};
+
 /** The result of parsing: either a config to run with, or a request for help. */
 export type ParsedConfig =
   { readonly help: true } | { readonly help: false; readonly config: NodeConfig };
@@ -358,7 +376,7 @@ export function parseNodeConfig(
   const [listenHost, listenPort] = parseHostPort(text('listen') ?? '127.0.0.1:7001');
   const security = parseSecurity(text, lookup, (name) => values[name] !== undefined);
   const scheme = security.tls === null ? 'http' : 'https';
-  const selfUrl = `${scheme}://${listenHost.includes(':') ? `[${listenHost}]` : listenHost}:${listenPort}`;
+  const selfUrl = nodeUrl(scheme, listenHost, listenPort);
   const peersText = text('peers');
   const peers = peersText === undefined ? [{ id, url: selfUrl }] : parsePeers(peersText);
   if (!peers.some((peer) => peer.id === id)) {
@@ -535,38 +553,40 @@ function parseSecurity(
     throw new ConfigError('health-auth', 'Invalid --health-auth: it needs --tokens-file');
   }
 
-  const clientRequestsInFlightMax = parseIntegerFlag(
-    'client-inflight-max',
-    text('client-inflight-max'),
-    securityDefaults.clientRequestsInFlightMax,
-    1,
-    1_000_000,
-  );
-  const requestsInFlightMax = parseIntegerFlag(
-    'inflight-max',
-    text('inflight-max'),
-    Math.max(securityDefaults.requestsInFlightMax, clientRequestsInFlightMax),
-    1,
-    1_000_000,
-  );
-  if (requestsInFlightMax < clientRequestsInFlightMax) {
-    throw new ConfigError(
-      'inflight-max',
-      `Invalid --inflight-max ${requestsInFlightMax}: it must be at least --client-inflight-max (${clientRequestsInFlightMax})`,
-    );
-  }
-  const limits = resolveSecurityLimits({
-    authClockSkewMs: parseIntegerFlag(
-      'auth-clock-skew-ms',
-      text('auth-clock-skew-ms'),
-      securityDefaults.authClockSkewMs,
-      1_000,
-      3_600_000,
-    ),
-    clientRequestsInFlightMax,
-    requestsInFlightMax,
-  });
+  const limits = resolveSecurityLimits(parseSecurityLimitFlags(text));
   return { clusterSecret, regionSecret, tls, tokens, healthAuth, limits, secretsInArgv };
+}
+
+/** Reads the flags of {@link securityLimitFlags}, checked against `securityLimitBounds`. */
+function parseSecurityLimitFlags(
+  text: (name: string) => string | undefined,
+): Partial<SecurityLimits> {
+  const limits: { -readonly [Field in keyof SecurityLimits]?: number } = {};
+  for (const [field, flag] of Object.entries(securityLimitFlags) as [
+    keyof SecurityLimits,
+    string,
+  ][]) {
+    const { min, max, atLeast } = securityLimitBounds[field];
+    const floor = atLeast === undefined ? min : (limits[atLeast] ?? securityDefaults[atLeast]);
+    // The default rises to the floor, so raising --client-inflight-max alone is not refused
+    // because of the default --inflight-max.
+    const value = parseIntegerFlag(
+      flag,
+      text(flag),
+      Math.max(securityDefaults[field], floor),
+      min,
+      max,
+    );
+    if (atLeast !== undefined && value < floor) {
+      const floorFlag = securityLimitFlags[atLeast];
+      throw new ConfigError(
+        flag,
+        `Invalid --${flag} ${value}: it must be at least ${floorFlag === undefined ? atLeast : `--${floorFlag}`} (${floor})`,
+      );
+    }
+    limits[field] = value;
+  }
+  return limits;
 }
 
 /** The secret of `--<name>` or `--<name>-file`, checked for length; null when neither is set. */
