@@ -109,6 +109,31 @@ function environmentLines(options: ClusterBenchOptions, labels: readonly string[
   ];
 }
 
+/**
+ * Starts three of our nodes: this checkout's build (or `--node-main`) with our flags, or the
+ * `--baseline` build with its flags, reported as 'baseline'. `extraExecArgs` go after the
+ * build's `node` flags (GC tracing, CPU profiling).
+ */
+function startOurCluster(
+  options: ClusterBenchOptions,
+  build: 'phantomdb' | 'baseline',
+  run: { dataDir: string; logDir: string; extraExecArgs: readonly string[] },
+): Promise<BenchCluster> {
+  const baseline = build === 'baseline';
+  const mainPath = baseline ? options.baseline : options.nodeMain;
+  return startPhantomCluster({
+    dataDir: run.dataDir,
+    logDir: run.logDir,
+    nodeArgs: baseline ? options.baselineArgs : options.nodeArgs,
+    nodeExecArgs: [
+      ...(baseline ? options.baselineExecArgs : options.nodeExecArgs),
+      ...run.extraExecArgs,
+    ],
+    ...(mainPath === undefined ? {} : { mainPath }),
+    ...(baseline ? { system: 'baseline' } : {}),
+  });
+}
+
 /** Runs the benchmark: both systems, alternately, at each concurrency. */
 async function runComparison(options: ClusterBenchOptions, outDir: string): Promise<void> {
   const progress = makeProgress();
@@ -143,12 +168,10 @@ async function runComparison(options: ClusterBenchOptions, outDir: string): Prom
       await mkdir(join(dataDir, 'phantomdb'));
       clusters.set(
         'phantomdb',
-        await startPhantomCluster({
+        await startOurCluster(options, 'phantomdb', {
           dataDir: join(dataDir, 'phantomdb'),
           logDir,
-          nodeArgs: options.nodeArgs,
-          nodeExecArgs: [...options.nodeExecArgs, ...gcTraceArgs],
-          ...(options.nodeMain === undefined ? {} : { mainPath: options.nodeMain }),
+          extraExecArgs: gcTraceArgs,
         }),
       );
       if (options.baseline !== undefined) {
@@ -156,13 +179,10 @@ async function runComparison(options: ClusterBenchOptions, outDir: string): Prom
         await mkdir(join(dataDir, 'baseline'));
         clusters.set(
           'baseline',
-          await startPhantomCluster({
+          await startOurCluster(options, 'baseline', {
             dataDir: join(dataDir, 'baseline'),
             logDir,
-            nodeArgs: options.baselineArgs,
-            nodeExecArgs: [...options.baselineExecArgs, ...gcTraceArgs],
-            mainPath: options.baseline,
-            system: 'baseline',
+            extraExecArgs: gcTraceArgs,
           }),
         );
       }
@@ -384,12 +404,10 @@ async function runProfile(options: ClusterBenchOptions, outDir: string): Promise
     const pidToId = new Map<number, string>();
     try {
       console.log(`Profiling a fresh PhantomDB cluster at ${connections} connections ...`);
-      cluster = await startPhantomCluster({
+      cluster = await startOurCluster(options, 'phantomdb', {
         dataDir,
         logDir: profileDir,
-        nodeArgs: options.nodeArgs,
-        nodeExecArgs: [...options.nodeExecArgs, '--cpu-prof', `--cpu-prof-dir=${profileDir}`],
-        ...(options.nodeMain === undefined ? {} : { mainPath: options.nodeMain }),
+        extraExecArgs: ['--cpu-prof', `--cpu-prof-dir=${profileDir}`],
       });
       for (const member of cluster.members) pidToId.set(member.process.pid, member.id);
       let metrics: PhaseMetrics;

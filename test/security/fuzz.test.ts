@@ -12,7 +12,7 @@ import net from 'node:net';
 import { decode as decodeCbor, encode as encodeCbor } from 'cbor-x';
 import fc from 'fast-check';
 import { Agent, request } from 'undici';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { RequestSigner } from '../../src/security/request-signer.js';
 import { Secret } from '../../src/security/secret.js';
 import {
@@ -20,10 +20,9 @@ import {
   acquireMachineLock,
   bearer,
   clusterSecret,
-  killAllNodeProcesses,
-  removeTempDir,
   securityTempDir,
   sleep,
+  tearDownAfterAll,
   writeSecretFile,
   writeTokensFile,
   type Status,
@@ -55,12 +54,7 @@ beforeAll(async () => {
   });
 }, 60_000);
 
-afterAll(async () => {
-  await cluster?.teardown();
-  if (dir !== '') await removeTempDir(dir);
-  killAllNodeProcesses();
-  await release?.();
-}, 60_000);
+tearDownAfterAll(() => ({ release, clusters: [cluster], dir }));
 
 /** One generated request and the statuses it may get. */
 interface FuzzRequest {

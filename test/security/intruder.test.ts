@@ -5,7 +5,7 @@
 // (403 for a token without the scope), writes keep being acked, the term does not move and
 // nothing joins; then that a read-only token cannot change anything (403).
 import { randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { emptyBatch } from '../../src/raft/batch.js';
 import type { Message } from '../../src/raft/types.js';
 import { encodeBody, replicationRoutePaths } from '../../src/replication/wire.js';
@@ -19,10 +19,9 @@ import {
   call,
   clusterSecret,
   freePort,
-  killAllNodeProcesses,
   securityTempDir,
-  removeTempDir,
   sleep,
+  tearDownAfterAll,
   tokens,
   writeSecretFile,
   writeTokensFile,
@@ -56,12 +55,7 @@ beforeAll(async () => {
   });
 }, 60_000);
 
-afterAll(async () => {
-  await cluster?.teardown();
-  if (dir !== '') await removeTempDir(dir);
-  killAllNodeProcesses();
-  await release?.();
-}, 60_000);
+tearDownAfterAll(() => ({ release, clusters: [cluster], dir }));
 
 function theCluster(): SecureCluster {
   if (cluster === undefined) throw new Error('the cluster did not start');

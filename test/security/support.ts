@@ -2,7 +2,8 @@
  * Shared fixtures of the security tests: test certificates made with openssl at test time,
  * tokens files, and small secured clusters of real node processes (`node dist/node/main.js`)
  * whose status is read with a token and, under TLS, over HTTPS with the test CA. Processes and
- * temp dirs are registered with the cluster harness's reaper, so nothing outlives the run.
+ * temp dirs are registered with the cluster harness's reaper, and {@link tearDownAfterAll} ends a
+ * process suite, so nothing outlives the run.
  */
 import type { NodeStatus } from '../../src/node/api.js';
 import { execFileSync } from 'node:child_process';
@@ -11,6 +12,7 @@ import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Agent, request, type Dispatcher } from 'undici';
+import { afterAll } from 'vitest';
 import { acquireMachineLock } from '../cluster/harness.js';
 import {
   NodeProcess,
@@ -388,4 +390,34 @@ export class SecureCluster {
     }
     await removeTempDir(this.dir);
   }
+}
+
+/** What a process suite's beforeAll has started so far; read when the suite ends. */
+export interface SuiteResources {
+  /** Releases the machine-wide lock (undefined until taken). */
+  readonly release: (() => Promise<void>) | undefined;
+  /** The suite's clusters; undefined for one that did not start (it tore itself down). */
+  readonly clusters: readonly (SecureCluster | undefined)[];
+  /** The suite's files dir (secrets, tokens, certificates); '' until made. */
+  readonly dir: string;
+}
+
+/**
+ * Installs the afterAll of a process suite: tears down its clusters, removes its files dir,
+ * kills every node process group this test process still has and releases the machine lock.
+ * `resources` is called then, so it sees what beforeAll got to start even if it failed midway.
+ */
+export function tearDownAfterAll(resources: () => SuiteResources): void {
+  afterAll(async () => {
+    const { release, clusters, dir } = resources();
+    try {
+      const started = clusters.filter((cluster): cluster is SecureCluster => cluster !== undefined);
+      await Promise.all(started.map((cluster) => cluster.teardown()));
+      if (dir !== '') await removeTempDir(dir);
+    } finally {
+      // Even when a teardown above failed: no node may outlive the suite, nor the lock.
+      killAllNodeProcesses();
+      await release?.();
+    }
+  }, 60_000);
 }

@@ -5,7 +5,7 @@
 // such a certificate (and even the right secret) cannot disrupt the cluster.
 import { readFileSync } from 'node:fs';
 import { Agent } from 'undici';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import {
   SecureCluster,
   acquireMachineLock,
@@ -13,11 +13,10 @@ import {
   call,
   clusterSecret,
   freePort,
-  killAllNodeProcesses,
   makeCertificates,
-  removeTempDir,
   securityTempDir,
   sleep,
+  tearDownAfterAll,
   writeSecretFile,
   writeTokensFile,
   type Certificates,
@@ -63,12 +62,7 @@ beforeAll(async () => {
   ]);
 }, 60_000);
 
-afterAll(async () => {
-  await Promise.all([cluster?.teardown(), region?.teardown()]);
-  if (dir !== '') await removeTempDir(dir);
-  killAllNodeProcesses();
-  await release?.();
-}, 60_000);
+tearDownAfterAll(() => ({ release, clusters: [cluster, region], dir }));
 
 /** The error code of a failed TLS request (undici wraps some in `cause`). */
 function codeOf(error: unknown): string {

@@ -54,6 +54,45 @@ function transport(
   return created;
 }
 
+/** A peer server whose answers to appends the test holds back until it calls `release`. */
+interface GatedPeer {
+  readonly url: string;
+  /** Every append the peer received, in arrival order, held or not. */
+  readonly arrivals: AppendRequest[];
+  /** Lets the held appends, and every later one, be answered. */
+  release(): void;
+  /** Resolves once the first append has arrived (and is being held). */
+  firstArrival(): Promise<void>;
+}
+
+/**
+ * Starts a peer that records each append and holds `hold` of them ('first', or 'all' that come
+ * before `release`); once released, appends are answered by `answerAppend`. Other requests
+ * are answered at once by echoHandler.
+ */
+async function gatedPeer(
+  hold: 'first' | 'all',
+  answerAppend: PeerHandler = echoHandler,
+): Promise<GatedPeer> {
+  const arrivals: AppendRequest[] = [];
+  let release: () => void = () => undefined;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  const peer = await peerServer(async (request, data) => {
+    if (request.type !== 'append') return echoHandler(request, data);
+    arrivals.push(request);
+    if (hold === 'all' || arrivals.length === 1) await gate;
+    return answerAppend(request, data);
+  });
+  return {
+    url: peer.url,
+    arrivals,
+    release,
+    firstArrival: async () => {
+      while (arrivals.length === 0) await new Promise((resolve) => setTimeout(resolve, 2));
+    },
+  };
+}
+
 /** A port nothing listens on (bound, read back, closed). */
 async function deadPort(): Promise<number> {
   const server = net.createServer();
@@ -161,25 +200,17 @@ describe('round trips', () => {
 
 describe('ordering and lanes', () => {
   it('delivers appends to one peer in order, merging those queued behind the one in flight, while heartbeats pass them', async () => {
-    const arrivals: AppendRequest[] = [];
-    let release: () => void = () => undefined;
-    const gate = new Promise<void>((resolve) => (release = resolve));
-    const peer = await peerServer(async (request, data) => {
-      if (request.type === 'append') {
-        arrivals.push(request);
-        await gate;
-      }
-      return echoHandler(request, data);
-    });
+    const peer = await gatedPeer('all');
+    const { arrivals } = peer;
     const client = transport({ n2: peer.url });
     const sent = Array.from({ length: 40 }, (_, k) => makeAppend(makeBatch(k * 4 + 1, 4, 100), 1));
     const appends = sent.map((append) => client.send(append));
     // The first append holds the replication connection; heartbeats use the control pool.
-    while (arrivals.length === 0) await new Promise((resolve) => setTimeout(resolve, 2));
+    await peer.firstArrival();
     const response = await client.send(heartbeat(7));
     expect(response).toMatchObject({ type: 'heartbeatResp', context: 7 });
     expect(arrivals.map((append) => append.prevLogIndex)).toEqual([0]);
-    release();
+    peer.release();
     const responses = await Promise.all(appends);
     // The other 39 waited together and went as one request, answered once, for the last.
     expect(arrivals.map((append) => append.prevLogIndex)).toEqual([0, 4]);
@@ -197,19 +228,11 @@ describe('ordering and lanes', () => {
   });
 
   it('merges only appends that continue each other, keeping the order of the rest', async () => {
-    const arrivals: AppendRequest[] = [];
-    let release: () => void = () => undefined;
-    const gate = new Promise<void>((resolve) => (release = resolve));
-    const peer = await peerServer(async (request, data) => {
-      if (request.type === 'append') {
-        arrivals.push(request);
-        if (arrivals.length === 1) await gate;
-      }
-      return echoHandler(request, data);
-    });
+    const peer = await gatedPeer('first');
+    const { arrivals } = peer;
     const client = transport({ n2: peer.url });
     const first = client.send(makeAppend(makeBatch(1, 2, 10), 1));
-    while (arrivals.length === 0) await new Promise((resolve) => setTimeout(resolve, 2));
+    await peer.firstArrival();
     const queued = [
       makeAppend(makeBatch(3, 2, 10), 1), // continues 1..2
       makeAppend(makeBatch(5, 1, 10), 1), // continues 3..4
@@ -218,7 +241,7 @@ describe('ordering and lanes', () => {
       makeAppend(makeBatch(7, 1, 10, 2), 2), // continues 6 in term 2
     ];
     const answers = queued.map((append) => client.send(append));
-    release();
+    peer.release();
     await Promise.all([first, ...answers]);
     expect(
       arrivals.map((append) => [append.term, append.prevLogIndex, append.entries.count]),
@@ -271,24 +294,16 @@ describe('ordering and lanes', () => {
   });
 
   it('merges no further than the body limit', async () => {
-    const arrivals: AppendRequest[] = [];
-    let release: () => void = () => undefined;
-    const gate = new Promise<void>((resolve) => (release = resolve));
-    const peer = await peerServer(async (request, data) => {
-      if (request.type === 'append') {
-        arrivals.push(request);
-        if (arrivals.length === 1) await gate;
-      }
-      return echoHandler(request, data);
-    });
+    const peer = await gatedPeer('first');
+    const { arrivals } = peer;
     const client = transport({ n2: peer.url }, { limits: { messageBodyBytesMax: 64 * 1024 } });
     const first = client.send(makeAppend(makeBatch(1, 1, 10), 1));
-    while (arrivals.length === 0) await new Promise((resolve) => setTimeout(resolve, 2));
+    await peer.firstArrival();
     // Ten appends of 10 KiB each: at most five fit in 64 KiB with the envelope.
     const rest = Array.from({ length: 10 }, (_, k) =>
       client.send(makeAppend(makeBatch(k + 2, 1, 10 * 1024), 1)),
     );
-    release();
+    peer.release();
     await Promise.all([first, ...rest]);
     const counts = arrivals.slice(1).map((append) => append.entries.count);
     expect(counts.reduce((sum, count) => sum + count, 0)).toBe(10);
@@ -363,32 +378,22 @@ describe('failures and backoff', () => {
   });
 
   it('fails the appends queued behind a failed one without sending them', async () => {
-    let appendsSeen = 0;
-    let release: () => void = () => undefined;
-    const gate = new Promise<void>((resolve) => (release = resolve));
-    const peer = await peerServer(async (request, data) => {
-      if (request.type === 'append') {
-        appendsSeen++;
-        await gate;
-        throw new Error('disk on fire');
-      }
-      return echoHandler(request, data);
-    });
+    const peer = await gatedPeer('all', () => Promise.reject(new Error('disk on fire')));
     const client = transport(
       { n2: peer.url },
       { limits: { backoffBaseMs: 2000, backoffMaxMs: 2000 } },
     );
     const first = rejection(client.send(makeAppend(makeBatch(1, 1, 10), 1)));
-    while (appendsSeen === 0) await new Promise((resolve) => setTimeout(resolve, 2));
+    await peer.firstArrival();
     const queued = [2, 3, 4].map((index) =>
       rejection(client.send(makeAppend(makeBatch(index, 1, 10), 1))),
     );
-    release();
+    peer.release();
     expect(await first).toMatchObject({ reason: 'status', status: 500 });
     for (const error of await Promise.all(queued)) {
       expect(error).toMatchObject({ reason: 'backoff' });
     }
-    expect(appendsSeen).toBe(1);
+    expect(peer.arrivals).toHaveLength(1);
     expect(client.peerStatus().get('n2')?.consecutiveFailures).toBe(1);
   });
 
