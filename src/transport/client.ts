@@ -261,6 +261,8 @@ export class HttpPeerTransport {
       if (this.closed) {
         throw new ShutdownError(`Cannot send ${message.type}: the transport was closed meanwhile`);
       }
+      // An append failed with its batch, which classified the error and started the backoff.
+      if (message.type === 'append') throw error;
       const failure = this.failureOf(link, message, error);
       if (failure instanceof PeerUnreachableError) this.onFailure(link, startedAtMs, failure);
       throw failure;
@@ -397,7 +399,7 @@ export class HttpPeerTransport {
       // at once instead of trying a peer that just failed.
       const failure = this.closed ? error : this.failureOf(link, message, error);
       if (failure instanceof PeerUnreachableError) this.onFailure(link, now, failure);
-      for (const queued of batch) queued.reject(error);
+      for (const queued of batch) queued.reject(failure);
     };
     post(link.replication, link.basePath + peerRoutePaths.append, body, this.limits.rpcTimeoutMs)
       .then(onAnswer)
