@@ -1321,7 +1321,10 @@ export class RaftCore {
       granted: false,
     };
     if (!logAhead || this.commit < this.log.firstIndex()) return refusal;
-    return { ...refusal, commit: { index: this.commit, term: this.log.termAt(this.commit) } };
+    // Not a spread copy with one more property (see withRpcId).
+    return Object.assign(refusal, {
+      commit: { index: this.commit, term: this.log.termAt(this.commit) },
+    });
   }
 
   /**

@@ -556,7 +556,8 @@ function messageOf(value: unknown, where: string): Message {
       if (commitTerm > term) {
         throw bad(`${where}.commitTerm is ${commitTerm}, above the message term ${term}`);
       }
-      return { ...answer, commit: { index, term: commitTerm } };
+      // Not a spread copy with one more property (see withRpcId in raft/core.ts).
+      return Object.assign(answer, { commit: { index, term: commitTerm } });
     }
     case 'append': {
       const prevLogIndex = integerOf(record, 'prevLogIndex', where);
