@@ -16,7 +16,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { nodeUrl } from '../transport/url.js';
+import { hostPort, nodeUrl } from '../transport/url.js';
 
 interface Member {
   readonly id: string;
@@ -157,7 +157,7 @@ function start(member: Member): void {
       '--id',
       member.id,
       '--listen',
-      `${host}:${member.port}`,
+      hostPort(host, member.port),
       '--peers',
       peers,
       '--data-dir',

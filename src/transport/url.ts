@@ -17,6 +17,13 @@
  * or parse the result with `new URL`.
  */
 export function nodeUrl(scheme: 'http' | 'https', host: string, port: number): string {
-  const urlHost = host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
-  return `${scheme}://${urlHost}:${port}`;
+  return `${scheme}://${hostPort(host, port)}`;
+}
+
+/**
+ * `host:port` as a URL authority or a `--listen` value takes it: an IPv6 literal in brackets
+ * (`[::1]:7001`), a bracketed one kept, hostnames and IPv4 addresses unchanged.
+ */
+export function hostPort(host: string, port: number): string {
+  return `${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${port}`;
 }

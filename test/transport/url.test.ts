@@ -1,8 +1,10 @@
-// Checks nodeUrl: hostnames and IPv4 pass through, IPv6 literals get brackets (once), with
-// fixed examples and a fast-check property that the result always parses back to its parts.
+// Checks nodeUrl and hostPort: hostnames and IPv4 pass through, IPv6 literals get brackets
+// (once), with fixed examples, a fast-check property that a URL always parses back to its parts,
+// and the node's own --listen parser taking what hostPort gives (as the cluster launcher uses it).
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { nodeUrl } from '../../src/transport/url.js';
+import { parseNodeConfig } from '../../src/node/config.js';
+import { hostPort, nodeUrl } from '../../src/transport/url.js';
 
 describe('nodeUrl', () => {
   it('keeps hostnames and IPv4 addresses as they are', () => {
@@ -40,5 +42,16 @@ describe('nodeUrl', () => {
         },
       ),
     );
+  });
+});
+
+describe('hostPort', () => {
+  it('gives a --listen value the node parses back to the same host and port', () => {
+    for (const host of ['127.0.0.1', 'localhost', '::1', '[::1]', 'fd00:1:2::3']) {
+      const parsed = parseNodeConfig(['--listen', hostPort(host, 7005)], {});
+      if (parsed.help) throw new Error('unexpected help');
+      expect(parsed.config.listenHost).toBe(host.replace(/^\[(.*)\]$/, '$1'));
+      expect(parsed.config.listenPort).toBe(7005);
+    }
   });
 });
