@@ -46,20 +46,23 @@ beforeAll(async () => {
     '--tls-ca',
     certificates.caFile,
   ];
-  [cluster, region] = await Promise.all([
+  // Each cluster is kept as soon as it is up, and both are waited for, so that when one fails
+  // to start the teardown still finds the other (and removes its files).
+  const started = await Promise.allSettled([
     SecureCluster.start({
       size: 3,
       label: 'tls-us',
       certificates,
       args: [...commonArgs, '--region', 'us'],
-    }),
+    }).then((us) => (cluster = us)),
     SecureCluster.start({
       size: 1,
       label: 'tls-eu',
       certificates,
       args: [...commonArgs, '--region', 'eu'],
-    }),
+    }).then((eu) => (region = eu)),
   ]);
+  for (const outcome of started) if (outcome.status === 'rejected') throw outcome.reason;
 }, 60_000);
 
 tearDownAfterAll(() => ({ release, clusters: [cluster, region], dir }));
