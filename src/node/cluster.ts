@@ -17,6 +17,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { hostPort, nodeUrl } from '../transport/url.js';
+import { envNameOf } from './config.js';
 
 interface Member {
   readonly id: string;
@@ -92,13 +93,13 @@ const dataRoot = path.resolve(values['data-dir'] ?? path.join('data', 'cluster')
 const logLevel = values['log-level'] ?? 'info';
 const rawLogs = values.json === true;
 const mainScript = fileURLToPath(new URL('./main.js', import.meta.url));
-const givenFlag = (name: string, env: string): boolean =>
+const givenFlag = (name: string): boolean =>
   nodeFlags.some((flag) => flag === `--${name}` || flag.startsWith(`--${name}=`)) ||
-  (process.env[env] ?? '') !== '';
+  (process.env[envNameOf(name)] ?? '') !== '';
 // With TLS the nodes serve HTTPS only, so they must name each other by https:// URLs.
-const tls = givenFlag('tls-cert', 'PHANTOMDB_TLS_CERT');
+const tls = givenFlag('tls-cert');
 // The launcher's own status polling has neither the CA nor a token.
-const secured = tls || givenFlag('tokens-file', 'PHANTOMDB_TOKENS_FILE');
+const secured = tls || givenFlag('tokens-file');
 
 const members: Member[] = Array.from({ length: count }, (_, k) => {
   const id = `n${k + 1}`;

@@ -339,6 +339,11 @@ export const securityLimitFlags: Readonly<Partial<Record<keyof SecurityLimits, s
 export type ParsedConfig =
   { readonly help: true } | { readonly help: false; readonly config: NodeConfig };
 
+/** The environment variable that sets flag `--name`: `PHANTOMDB_<NAME>`, dashes as underscores. */
+export function envNameOf(name: string): string {
+  return `PHANTOMDB_${name.toUpperCase().replaceAll('-', '_')}`;
+}
+
 /**
  * Parses flags and environment into a validated {@link NodeConfig}.
  * Throws {@link ConfigError} naming the first bad flag.
@@ -357,7 +362,7 @@ export function parseNodeConfig(
   const lookup = (name: string): string | boolean | undefined => {
     const given = values[name];
     if (given !== undefined) return given;
-    const fromEnv = env[`PHANTOMDB_${name.toUpperCase().replaceAll('-', '_')}`];
+    const fromEnv = env[envNameOf(name)];
     if (fromEnv === undefined || fromEnv === '') return undefined;
     const spec = flagSpecs.find((candidate) => candidate.name === name);
     return spec?.type === 'boolean' ? parseBooleanEnv(name, fromEnv) : fromEnv;

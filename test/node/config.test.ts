@@ -2,7 +2,13 @@
 // precedence (flag > env > default), and a ConfigError naming the flag for every bad value.
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, helpText, parseNodeConfig, type NodeConfig } from '../../src/node/config.js';
+import {
+  ConfigError,
+  envNameOf,
+  helpText,
+  parseNodeConfig,
+  type NodeConfig,
+} from '../../src/node/config.js';
 
 function configOf(argv: string[], env: Record<string, string> = {}): NodeConfig {
   const parsed = parseNodeConfig(argv, env);
@@ -31,6 +37,11 @@ describe('parseNodeConfig', () => {
       dataDir: path.resolve('data', 'n1'),
       join: false,
     });
+  });
+
+  it('names the variable of each flag as the launcher looks it up', () => {
+    expect(envNameOf('tls-cert')).toBe('PHANTOMDB_TLS_CERT');
+    expect(configOf([], { [envNameOf('data-dir')]: '/tmp/x' }).dataDir).toBe('/tmp/x');
   });
 
   it('takes flags over the environment, and the environment over defaults', () => {
