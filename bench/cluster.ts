@@ -18,7 +18,13 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { findEtcd, startEtcdCluster, startPhantomCluster } from './cluster/clusters.js';
 import type { BenchCluster } from './cluster/clusters.js';
 import { summarizeProfile } from './cluster/cpu-profile.js';
-import { gcFiguresOf, gcTable, parseGcTrace } from './cluster/gc-trace.js';
+import {
+  gcFiguresOf,
+  gcTable,
+  parseGcTrace,
+  v8StartOf,
+  v8StartProbeImport,
+} from './cluster/gc-trace.js';
 import type { GcEvent } from './cluster/gc-trace.js';
 import type { CpuProfile, ProfileSummary } from './cluster/cpu-profile.js';
 import { clusterHelpText, parseClusterOptions } from './cluster/options.js';
@@ -160,7 +166,7 @@ async function runComparison(options: ClusterBenchOptions, outDir: string): Prom
         );
       }
     }
-    const gcTraceArgs = options.gc ? ['--trace-gc-nvp'] : [];
+    const gcTraceArgs = options.gc ? ['--trace-gc-nvp', `--import=${v8StartProbeImport}`] : [];
     if (options.targets.includes('phantomdb')) {
       console.log(
         `Starting a three-node PhantomDB cluster (node ${options.nodeMain ?? 'dist/node/main.js'}) ...`,
@@ -239,26 +245,40 @@ async function runComparison(options: ClusterBenchOptions, outDir: string): Prom
   await writeResults(
     options,
     outDir,
-    // The members flush their traces when they exit: read only once all are stopped.
-    options.gc ? await withGcFigures(phases, windows) : phases,
+    // Read once every member has stopped, so that every window's trace is complete.
+    options.gc ? await withGcFigures(phases, windows, notes) : phases,
     notes,
     [...clusters.values()].map((c) => c.label),
   );
 }
 
-/** `phases` with each traced member's collections in its measured window. */
+/**
+ * `phases` with each traced member's collections in its measured window. A member whose log
+ * holds no trace gets no figures and a line in `notes`, so that a missing trace is not read as
+ * a member that never collected.
+ */
 async function withGcFigures(
   phases: readonly PhaseResult[],
   windows: ReadonlyMap<PhaseResult, { cluster: BenchCluster; window: PhaseWindow }>,
+  notes: string[],
 ): Promise<PhaseResult[]> {
-  const traces = new Map<string, GcEvent[]>();
-  const traceOf = async (logPath: string): Promise<GcEvent[]> => {
-    let events = traces.get(logPath);
-    if (events === undefined) {
-      events = parseGcTrace(await readFile(logPath, 'utf8').catch(() => ''));
-      traces.set(logPath, events);
+  interface Trace {
+    readonly events: GcEvent[];
+    /** When the member's V8 started (the zero of its trace), monotonic µs. */
+    readonly v8StartUs: number | undefined;
+  }
+  const traces = new Map<string, Trace>();
+  const traceOf = async (logPath: string): Promise<Trace> => {
+    let trace = traces.get(logPath);
+    if (trace === undefined) {
+      const text = await readFile(logPath, 'utf8').catch(() => '');
+      trace = { events: parseGcTrace(text), v8StartUs: v8StartOf(text) };
+      traces.set(logPath, trace);
+      if (trace.events.length === 0 || trace.v8StartUs === undefined) {
+        notes.push(`--gc: no usable GC trace in ${logPath}; its member has no GC figures`);
+      }
     }
-    return events;
+    return trace;
   };
   const traced: PhaseResult[] = [];
   for (const phase of phases) {
@@ -270,15 +290,17 @@ async function withGcFigures(
     const members: MemberFigures[] = [];
     for (const figures of phase.members) {
       const member = where.cluster.members.find((candidate) => candidate.id === figures.id);
-      const gc =
-        member === undefined
-          ? undefined
-          : gcFiguresOf(
-              await traceOf(member.process.logPath),
-              (where.window.startMonotonicUs - member.process.spawnedAtUs) / 1000,
-              (where.window.endMonotonicUs - member.process.spawnedAtUs) / 1000,
-            );
-      members.push(gc === undefined ? figures : { ...figures, gc });
+      const trace = member === undefined ? undefined : await traceOf(member.process.logPath);
+      if (trace === undefined || trace.events.length === 0 || trace.v8StartUs === undefined) {
+        members.push(figures);
+        continue;
+      }
+      const gc = gcFiguresOf(
+        trace.events,
+        (where.window.startMonotonicUs - trace.v8StartUs) / 1000,
+        (where.window.endMonotonicUs - trace.v8StartUs) / 1000,
+      );
+      members.push({ ...figures, gc });
     }
     traced.push({ ...phase, members });
   }
@@ -347,7 +369,7 @@ async function writeResults(
       ? []
       : [
           'Garbage collections of our members in each measured window (`--gc`, from ' +
-            '`node --trace-gc-nvp`; the window is placed by spawn time, a few tens of ms early):',
+            '`node --trace-gc-nvp`):',
           '',
           collections,
           '',

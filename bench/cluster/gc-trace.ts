@@ -1,13 +1,13 @@
 /**
  * Garbage collections of our nodes during a phase, read from `node --trace-gc-nvp` lines in
- * the members' logs (`--gc`). A scavenge stops the node's main thread and, on a two-core
- * machine, its parallel helpers take the cores the other members need: the tail of latency at
- * low concurrency follows these pauses, and how many bytes each scavenge copies sets how long
- * they are.
+ * the members' logs (`--gc`). A young-generation collection stops the node's main thread and,
+ * on a two-core machine, its parallel helpers take the cores the other members need: the tail
+ * of latency at low concurrency follows these pauses, and how many bytes each one copies sets
+ * how long they are.
  *
- * V8 stamps each line with milliseconds since the isolate started, a few tens of milliseconds
- * after the process was spawned; the window is placed by the spawn time, so its edges are
- * that much late.
+ * V8 stamps each line with milliseconds since its isolate started, 50–120 ms after the spawn
+ * on a busy machine. So that the measured window lines up with the trace, each node also runs
+ * {@link v8StartProbeImport}, which prints when that was on the monotonic clock.
  */
 import { markdownTable } from './report.js';
 import type { PhaseResult } from './report.js';
@@ -16,10 +16,13 @@ import type { PhaseResult } from './report.js';
 export interface GcEvent {
   /** Milliseconds since the isolate started. */
   readonly atMs: number;
-  /** `s` scavenge, `mc` mark-compact, `mmc` memory-reducing mark-compact, ... */
+  /**
+   * V8's name for it: `s` scavenge and `mmc` minor mark-compact (`--minor-mc`), both of the
+   * young generation; `mc` mark-compact of the whole heap.
+   */
   readonly kind: string;
   readonly pauseMs: number;
-  /** Bytes the scavenge copied within the young generation (0 for others). */
+  /** Bytes copied within the young generation (0 for a full collection). */
   readonly survivedBytes: number;
   /** Bytes moved to the old generation. */
   readonly promotedBytes: number;
@@ -27,15 +30,17 @@ export interface GcEvent {
 
 /** One member's collections over a window. */
 export interface GcFigures {
-  readonly scavengesPerSecond: number;
-  readonly scavengePauseMeanMs: number;
-  readonly scavengePauseMaxMs: number;
-  /** Mean bytes a scavenge copied (kept young plus promoted): what its pause grows with. */
-  readonly copiedBytesPerScavenge: number;
+  readonly youngPerSecond: number;
+  readonly youngPauseMeanMs: number;
+  readonly youngPauseMaxMs: number;
+  /** Mean bytes a young collection copied (kept young plus promoted): its pause grows with it. */
+  readonly copiedBytesPerYoung: number;
   readonly markCompacts: number;
   /** Share of the window the main thread spent stopped for any collection. */
   readonly pauseShare: number;
 }
+
+const youngKinds: ReadonlySet<string> = new Set(['s', 'mmc']);
 
 const lineStart = /^\[\d+:0x[0-9a-f]+\]\s+([\d.]+) ms: pause=([\d.]+) /;
 
@@ -58,27 +63,42 @@ export function parseGcTrace(text: string): GcEvent[] {
   return events;
 }
 
-/** Figures of the events in [fromMs, toMs) (isolate milliseconds), or undefined if none. */
-export function gcFiguresOf(
-  events: readonly GcEvent[],
-  fromMs: number,
-  toMs: number,
-): GcFigures | undefined {
+const v8StartLabel = 'phantomdb-bench-v8-start-us=';
+
+/**
+ * A `node --import` value (a data: URL, so no file need exist where the node runs) that prints
+ * one line to stdout: when V8 started, in microseconds of the monotonic clock the benchmark's
+ * windows use (`process.hrtime`). `performance.nodeTiming.v8Start` is that moment on the
+ * process's own performance clock.
+ */
+export const v8StartProbeImport = `data:text/javascript,${encodeURIComponent(
+  `process.stdout.write('${v8StartLabel}' + Math.round(Number(process.hrtime.bigint() / 1000n) -` +
+    ` (performance.now() - performance.nodeTiming.v8Start) * 1000) + '\\n');`,
+)}`;
+
+/** The V8 start printed by {@link v8StartProbeImport} into a log, or undefined if absent. */
+export function v8StartOf(text: string): number | undefined {
+  const at = text.indexOf(v8StartLabel);
+  if (at < 0) return undefined;
+  const value = Number.parseInt(text.slice(at + v8StartLabel.length), 10);
+  return Number.isFinite(value) ? value : undefined;
+}
+
+/** Figures of the events in [fromMs, toMs) (isolate milliseconds); zeros when none fell in. */
+export function gcFiguresOf(events: readonly GcEvent[], fromMs: number, toMs: number): GcFigures {
   const inWindow = events.filter((event) => event.atMs >= fromMs && event.atMs < toMs);
-  if (inWindow.length === 0) return undefined;
-  const scavenges = inWindow.filter((event) => event.kind === 's');
+  const young = inWindow.filter((event) => youngKinds.has(event.kind));
   const seconds = (toMs - fromMs) / 1000;
   const sum = (values: readonly number[]): number => values.reduce((a, b) => a + b, 0);
   return {
-    scavengesPerSecond: scavenges.length / seconds,
-    scavengePauseMeanMs:
-      scavenges.length === 0 ? 0 : sum(scavenges.map((e) => e.pauseMs)) / scavenges.length,
-    scavengePauseMaxMs: Math.max(0, ...scavenges.map((e) => e.pauseMs)),
-    copiedBytesPerScavenge:
-      scavenges.length === 0
+    youngPerSecond: young.length / seconds,
+    youngPauseMeanMs: young.length === 0 ? 0 : sum(young.map((e) => e.pauseMs)) / young.length,
+    youngPauseMaxMs: Math.max(0, ...young.map((e) => e.pauseMs)),
+    copiedBytesPerYoung:
+      young.length === 0
         ? 0
-        : sum(scavenges.map((e) => e.survivedBytes + e.promotedBytes)) / scavenges.length,
-    markCompacts: inWindow.filter((event) => event.kind.endsWith('mc')).length,
+        : sum(young.map((e) => e.survivedBytes + e.promotedBytes)) / young.length,
+    markCompacts: inWindow.filter((event) => event.kind === 'mc').length,
     pauseShare: sum(inWindow.map((e) => e.pauseMs)) / (toMs - fromMs),
   };
 }
@@ -95,10 +115,10 @@ export function gcTable(phases: readonly PhaseResult[]): string | undefined {
           phase.system ?? phase.protocol,
           String(phase.round),
           `${member.id}${member.isLeader ? ' (leader)' : ''}`,
-          gc.scavengesPerSecond.toFixed(1),
-          gc.scavengePauseMeanMs.toFixed(2),
-          gc.scavengePauseMaxMs.toFixed(2),
-          (gc.copiedBytesPerScavenge / 1024).toFixed(0),
+          gc.youngPerSecond.toFixed(1),
+          gc.youngPauseMeanMs.toFixed(2),
+          gc.youngPauseMaxMs.toFixed(2),
+          (gc.copiedBytesPerYoung / 1024).toFixed(0),
           String(gc.markCompacts),
           `${(gc.pauseShare * 100).toFixed(1)}%`,
         ];
@@ -111,10 +131,10 @@ export function gcTable(phases: readonly PhaseResult[]): string | undefined {
       'system',
       'round',
       'member',
-      'scavenges/s',
-      'scavenge pause mean ms',
+      'young GCs/s',
+      'young pause mean ms',
       'max ms',
-      'KB copied per scavenge',
+      'KiB copied per young GC',
       'mark-compacts',
       'paused % of window',
     ],

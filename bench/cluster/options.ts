@@ -114,7 +114,7 @@ const flags = {
 } as const;
 
 /** Flags that take a space-separated list of flags, where empty means none. */
-const flagLists: ReadonlySet<string> = new Set([
+const flagLists: ReadonlySet<keyof typeof flags> = new Set<keyof typeof flags>([
   'node-args',
   'node-exec-args',
   'baseline-args',
@@ -132,7 +132,8 @@ export function clusterHelpText(): string {
     '',
     'A durable three-node PhantomDB cluster and a three-member etcd cluster on loopback, the',
     'same closed-loop PUT load against each leader, alternately. Each flag may also be given',
-    'as BENCH_CLUSTER_<NAME> (upper case, dashes as underscores).',
+    'as BENCH_CLUSTER_<NAME> (upper case, dashes as underscores); an empty variable counts',
+    'as unset, except for the *-args flags, where it means no flags.',
     '',
     ...rows,
     '',
@@ -214,11 +215,13 @@ export function parseClusterOptions(
     ['baseline', baseline !== undefined],
     ['gc', gc],
   ] as const) {
-    if (given && (profile || !targets.includes('phantomdb'))) {
+    if (given && !targets.includes('phantomdb')) {
       throw new RangeError(
-        `Invalid --${name}: it applies to our cluster in a comparison run, so it needs ` +
-          'phantomdb among --targets and cannot be combined with --profile',
+        `Invalid --${name}: it applies to our cluster, so --targets needs phantomdb`,
       );
+    }
+    if (given && profile) {
+      throw new RangeError(`Invalid --${name}: --profile runs no comparison to apply it to`);
     }
   }
   return {

@@ -17,8 +17,6 @@ export interface ManagedProcess {
   readonly child: ChildProcess;
   /** Where its stdout and stderr go. */
   readonly logPath: string;
-  /** When it was spawned, in microseconds of the monotonic clock (`process.hrtime`). */
-  readonly spawnedAtUs: number;
   /** Resolves with the exit code (or the signal name) once the process has exited. */
   readonly exited: Promise<number | string>;
   /** True once the process has exited. */
@@ -119,7 +117,6 @@ export function startProcess(
   installHandlers();
   const log = openSync(options.logPath, 'a');
   let child: ChildProcess;
-  const spawnedAtUs = Number(process.hrtime.bigint() / 1000n);
   try {
     child = spawn(command, args, {
       detached: true,
@@ -150,7 +147,6 @@ export function startProcess(
     pid: child.pid,
     child,
     logPath: options.logPath,
-    spawnedAtUs,
     exited,
     hasExited: () => exitedFlag,
   };

@@ -235,8 +235,10 @@ describe('options', () => {
 
   it('refuses --baseline and --gc where no cluster of ours is compared', () => {
     for (const flag of ['--baseline=b/main.js', '--gc']) {
-      expect(() => parseClusterOptions([flag, '--targets=etcd'], {})).toThrow(/--targets/);
-      expect(() => parseClusterOptions([flag, '--profile'], {})).toThrow(/--profile/);
+      expect(() => parseClusterOptions([flag, '--targets=etcd'], {})).toThrow(
+        /--targets needs phantomdb/,
+      );
+      expect(() => parseClusterOptions([flag, '--profile'], {})).toThrow(/--profile runs no/);
     }
     expect(parseClusterOptions(['--gc'], {}).options.gc).toBe(true);
     expect(parseClusterOptions([], { BENCH_CLUSTER_GC: '1' }).options.gc).toBe(true);
@@ -393,7 +395,6 @@ describe('a phase against a counting HTTP server', () => {
         pid: process.pid,
         child: undefined as never,
         logPath: '/dev/null',
-        spawnedAtUs: 0,
         exited: new Promise<number>(() => undefined),
         hasExited: () => false,
       },

@@ -1,65 +1,90 @@
-// The cluster benchmark's `--gc` report: parsing `node --trace-gc-nvp` lines, as this Node
-// prints them, and the per-window figures.
+// The cluster benchmark's `--gc` report: parsing `node --trace-gc-nvp` lines as this Node
+// prints them, the V8 start probe that lines the trace up with the monotonic clock (checked
+// against a collection forced at a known moment), and the per-window figures.
 import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { gcFiguresOf, gcTable, parseGcTrace } from '../../bench/cluster/gc-trace.js';
+import {
+  gcFiguresOf,
+  gcTable,
+  parseGcTrace,
+  v8StartOf,
+  v8StartProbeImport,
+} from '../../bench/cluster/gc-trace.js';
 import type { PhaseResult } from '../../bench/cluster/report.js';
 
-const scavengeLine = (atMs: number, pauseMs: number, survived: number, promoted: number): string =>
-  `[23677:0x3f106100]   ${atMs} ms: pause=${pauseMs} mutator=10.0 gc=s reduce_memory=0 ` +
+const line = (atMs: number, kind: string, pauseMs: number, survived = 0, promoted = 0): string =>
+  `[23677:0x3f106100]   ${atMs} ms: pause=${pauseMs} mutator=10.0 gc=${kind} reduce_memory=0 ` +
   `scavenge=${pauseMs} promoted=${promoted} new_space_survived=${survived} nodes_promoted=4`;
 
 describe('gc trace', () => {
-  it('reads the collections this Node traces, among other output', () => {
+  it('reads the collections this Node traces, and when its V8 started', () => {
     const output = execFileSync(
       process.execPath,
       [
         '--trace-gc-nvp',
+        '--expose-gc',
+        `--import=${v8StartProbeImport}`,
         '-e',
-        // Enough young garbage, some of it kept, for a few scavenges that copy something.
+        // Young garbage, some of it kept, for scavenges that copy something; then, after a
+        // quiet 300 ms, one young collection forced at a moment printed on the monotonic clock.
         'const kept = []; for (let i = 0; i < 2e5; i++) { const o = { i, s: "x" + i }; ' +
-          'if (i % 8 === 0) kept.push(o); } console.log("done", kept.length);',
+          'if (i % 8 === 0) kept.push(o); } setTimeout(() => { ' +
+          'const at = process.hrtime.bigint() / 1000n; gc({ type: "minor" }); ' +
+          'console.log("forced-at-us=" + at, kept.length); }, 300);',
       ],
       { encoding: 'utf8' },
     );
     const events = parseGcTrace(`{"level":40,"msg":"a log line"}\n${output}`);
-    const scavenges = events.filter((event) => event.kind === 's');
-    expect(scavenges.length).toBeGreaterThan(0);
+    const young = events.filter((event) => event.kind === 's');
+    expect(young.length).toBeGreaterThan(1);
+    expect(young.some((event) => event.survivedBytes + event.promotedBytes > 0)).toBe(true);
     for (const event of events) {
-      expect(event.atMs).toBeGreaterThanOrEqual(0);
       expect(event.pauseMs).toBeGreaterThanOrEqual(0);
       expect(Number.isInteger(event.survivedBytes)).toBe(true);
     }
-    expect(scavenges.some((event) => event.survivedBytes + event.promotedBytes > 0)).toBe(true);
-    expect(events.map((event) => event.atMs)).toEqual(
-      [...events.map((event) => event.atMs)].sort((a, b) => a - b),
-    );
+    const v8StartUs = v8StartOf(output)!;
+    const forcedAtUs = Number(/forced-at-us=(\d+)/.exec(output)![1]);
+    // Nothing else collects in the quiet 300 ms, so only the forced collection can be near
+    // where the probe places it; a probe off by the spawn delay (50 ms or more) finds none.
+    const expectedMs = (forcedAtUs - v8StartUs) / 1000;
+    const nearestMs = Math.min(...young.map((event) => Math.abs(event.atMs - expectedMs)));
+    expect(nearestMs).toBeLessThan(5);
   });
 
-  it('sums only the window, per second and per scavenge', () => {
+  it('finds no V8 start in a log without the probe', () => {
+    expect(v8StartOf('{"level":30}\n' + line(5, 's', 1))).toBeUndefined();
+  });
+
+  it('sums only the window; young collections of either kind, mark-compacts apart', () => {
     const events = parseGcTrace(
       [
-        scavengeLine(900, 9, 1, 1), // before the window
-        scavengeLine(1000, 1.5, 300_000, 100_000),
-        '[23677:0x3f106100]     1500 ms: pause=7.0 mutator=33.3 gc=mc reduce_memory=0 promoted=0',
-        scavengeLine(2500, 2.5, 500_000, 300_000),
-        scavengeLine(3000, 9, 1, 1), // the window's end is open
+        line(900, 's', 9, 1, 1), // before the window
+        line(1000, 's', 1.5, 300_000, 100_000),
+        line(1500, 'mc', 7, 0, 0),
+        line(2500, 'mmc', 2.5, 500_000, 300_000), // a minor mark-compact is a young collection
+        line(3000, 's', 9, 1, 1), // the window's end is open
       ].join('\n'),
     );
-    const figures = gcFiguresOf(events, 1000, 3000);
-    expect(figures).toEqual({
-      scavengesPerSecond: 1,
-      scavengePauseMeanMs: 2,
-      scavengePauseMaxMs: 2.5,
-      copiedBytesPerScavenge: 600_000,
+    expect(gcFiguresOf(events, 1000, 3000)).toEqual({
+      youngPerSecond: 1,
+      youngPauseMeanMs: 2,
+      youngPauseMaxMs: 2.5,
+      copiedBytesPerYoung: 600_000,
       markCompacts: 1,
       pauseShare: 11 / 2000,
     });
-    expect(gcFiguresOf(events, 5000, 6000)).toBeUndefined();
+    expect(gcFiguresOf(events, 5000, 6000)).toEqual({
+      youngPerSecond: 0,
+      youngPauseMeanMs: 0,
+      youngPauseMaxMs: 0,
+      copiedBytesPerYoung: 0,
+      markCompacts: 0,
+      pauseShare: 0,
+    });
   });
 
   it('renders a row per traced member and nothing without traces', () => {
-    const gc = gcFiguresOf(parseGcTrace(scavengeLine(10, 1.25, 2048, 1024)), 0, 1000)!;
+    const gc = gcFiguresOf(parseGcTrace(line(10, 's', 1.25, 2048, 1024)), 0, 1000);
     const phase = {
       protocol: 'phantomdb',
       system: 'phantomdb',
@@ -71,6 +96,7 @@ describe('gc trace', () => {
       ],
     } as unknown as PhaseResult;
     const table = gcTable([phase])!;
+    expect(table).toContain('KiB copied per young GC');
     expect(table).toContain(
       '| 16 | phantomdb | 2 | n1 (leader) | 1.0 | 1.25 | 1.25 | 3 | 0 | 0.1% |',
     );
