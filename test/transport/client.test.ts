@@ -313,6 +313,17 @@ describe('ordering and lanes', () => {
 });
 
 describe('failures and backoff', () => {
+  it('counts a failed append once toward the backoff, even on a clock that stands still', async () => {
+    // With a frozen clock the send and its failure share one timestamp, so a second count of
+    // the same failure (once for the batch, once in send) would not be filtered out as stale.
+    const port = await deadPort();
+    const client = transport({ n2: `http://127.0.0.1:${port}` }, { now: () => 1000 });
+    const error = await rejection(client.send(makeAppend(makeBatch(1, 1, 10), 1)));
+    expect(error).toBeInstanceOf(PeerUnreachableError);
+    expect(error).toMatchObject({ reason: 'network' });
+    expect(client.peerStatus().get('n2')?.consecutiveFailures).toBe(1);
+  });
+
   it('reports a refused connection at once as PeerUnreachableError', async () => {
     const port = await deadPort();
     const { logger, lines } = captureLogger();
