@@ -412,11 +412,14 @@ export function tearDownAfterAll(resources: () => SuiteResources): void {
     const { release, clusters, dir } = resources();
     try {
       const started = clusters.filter((cluster): cluster is SecureCluster => cluster !== undefined);
-      await Promise.all(started.map((cluster) => cluster.teardown()));
-      if (dir !== '') await removeTempDir(dir);
+      // Every teardown runs to its end before the kill below, even when another one failed.
+      const outcomes = await Promise.allSettled(started.map((cluster) => cluster.teardown()));
+      for (const outcome of outcomes) if (outcome.status === 'rejected') throw outcome.reason;
     } finally {
-      // Even when a teardown above failed: no node may outlive the suite, nor the lock.
+      // Even when a teardown above failed: no node may outlive the suite, nor its files, nor
+      // the lock.
       killAllNodeProcesses();
+      if (dir !== '') await removeTempDir(dir);
       await release?.();
     }
   }, 60_000);
