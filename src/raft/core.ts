@@ -1321,7 +1321,7 @@ export class RaftCore {
       granted: false,
     };
     if (!logAhead || this.commit < this.log.firstIndex()) return refusal;
-    // Not a spread copy with one more property (see withRpcId).
+    // A spread copy given a property its source lacks outlives scavenges (see withRpcId).
     return Object.assign(refusal, {
       commit: { index: this.commit, term: this.log.termAt(this.commit) },
     });

@@ -556,7 +556,8 @@ function messageOf(value: unknown, where: string): Message {
       if (commitTerm > term) {
         throw bad(`${where}.commitTerm is ${commitTerm}, above the message term ${term}`);
       }
-      // Not a spread copy with one more property (see withRpcId in raft/core.ts).
+      // A spread copy given a property its source lacks outlives scavenges (see withRpcId in
+      // raft/core.ts).
       return Object.assign(answer, { commit: { index, term: commitTerm } });
     }
     case 'append': {
