@@ -18,6 +18,57 @@ export function checkInteger(
   }
 }
 
+/**
+ * The range of one integer limit: it must be an integer in `min..max`; when `atLeast` names
+ * another limit of the same group, no less than that limit's value; when `below` names one,
+ * less than it. `flagMax` is a tighter maximum that only the node's flag applies
+ * (src/node/config.ts), for a bound that is a typo guard there but not a rule of the library:
+ * the library accepts up to `max`.
+ */
+export interface IntegerBounds<Field extends string> {
+  readonly min: number;
+  readonly max: number;
+  readonly atLeast?: Field;
+  readonly below?: Field;
+  readonly flagMax?: number;
+}
+
+/**
+ * The bounds of each integer field of one group of limits, in the order they are checked: a
+ * field named by `atLeast` or `below` comes first, so its value is known to be good when it
+ * bounds another.
+ */
+export type IntegerBoundsTable<Field extends string> = {
+  readonly [F in Field]: IntegerBounds<Field>;
+};
+
+/**
+ * Checks each field of `limits` that `bounds` lists, in the table's order; throws RangeError
+ * naming `${prefix}${field}` on the first bad one. `flagMax` is not applied (see
+ * {@link IntegerBounds}).
+ */
+export function checkIntegerBounds<Field extends string>(
+  limits: Readonly<Record<Field, number>>,
+  bounds: IntegerBoundsTable<Field>,
+  prefix = '',
+): void {
+  for (const field of Object.keys(bounds) as Field[]) {
+    const { min, max, atLeast, below } = bounds[field];
+    checkInteger(
+      `${prefix}${field}`,
+      limits[field],
+      atLeast === undefined ? min : Math.max(min, limits[atLeast]),
+      below === undefined ? max : Math.min(max, limits[below] - 1),
+    );
+  }
+}
+
+/**
+ * The longest delay `setTimeout` honours (2^31 - 1 ms, about 24.8 days): Node fires a longer
+ * timer after 1 ms instead, so a timeout above it would expire at once.
+ */
+export const timerDelayMsMax = 2 ** 31 - 1;
+
 /** Tunables of the Raft core. Time is counted in ticks; the driver decides a tick's length. */
 export interface RaftLimits {
   /** Ticks without hearing from a leader before a follower campaigns (randomized in [n, 2n)). */
@@ -53,16 +104,46 @@ export const raftDefaults: RaftLimits = {
   committedBytesPerReadyMax: 4 * 1024 * 1024,
 };
 
-/** Fills in defaults and validates; throws RangeError on the first bad field. */
+/** The node's largest `--election-ticks`: 1,000 s at the default 100 ms tick. */
+const electionTicksFlagMax = 10_000;
+
+/** The integer fields of {@link RaftLimits} (the others are switches). */
+export type RaftIntegerLimit = Exclude<keyof RaftLimits, 'preVote' | 'checkQuorum'>;
+
+/**
+ * The bounds of each integer {@link RaftLimits} field, in the order they are checked. This is
+ * the one source of truth for them: {@link resolveRaftLimits} checks against it, and so do the
+ * node's `--election-ticks` and `--heartbeat-ticks` (src/node/config.ts), which name the flag.
+ * The library puts no maximum on a tick count, because the driver decides a tick's length (a
+ * 1 ms tick needs a hundred times the ticks of a 100 ms one); the node, whose tick is
+ * `--tick-ms`, caps `--election-ticks` as a typo guard (`flagMax`), and so `--heartbeat-ticks`
+ * below it.
+ */
+export const raftLimitBounds: IntegerBoundsTable<RaftIntegerLimit> = {
+  // At least 2, so that a heartbeat interval (at least 1 tick) fits below it.
+  electionTicks: { min: 2, max: Number.MAX_SAFE_INTEGER, flagMax: electionTicksFlagMax },
+  // A leader heartbeats within every election timeout, or its followers would campaign. The
+  // flagMax follows from --election-ticks' and only gives the flag a readable range message.
+  heartbeatTicks: {
+    min: 1,
+    max: Number.MAX_SAFE_INTEGER,
+    below: 'electionTicks',
+    flagMax: electionTicksFlagMax - 1,
+  },
+  inflightMessagesMax: { min: 1, max: Number.MAX_SAFE_INTEGER },
+  inflightBytesMax: { min: 1, max: Number.MAX_SAFE_INTEGER },
+  messageBytesMax: { min: 1, max: Number.MAX_SAFE_INTEGER },
+  uncommittedBytesMax: { min: 1, max: Number.MAX_SAFE_INTEGER },
+  committedBytesPerReadyMax: { min: 1, max: Number.MAX_SAFE_INTEGER },
+};
+
+/**
+ * Fills in defaults and validates against {@link raftLimitBounds}; throws RangeError on the
+ * first bad field.
+ */
 export function resolveRaftLimits(overrides: Partial<RaftLimits> = {}): RaftLimits {
   const limits = { ...raftDefaults, ...overrides };
-  checkInteger('heartbeatTicks', limits.heartbeatTicks, 1);
-  checkInteger('electionTicks', limits.electionTicks, limits.heartbeatTicks + 1);
-  checkInteger('inflightMessagesMax', limits.inflightMessagesMax, 1);
-  checkInteger('inflightBytesMax', limits.inflightBytesMax, 1);
-  checkInteger('messageBytesMax', limits.messageBytesMax, 1);
-  checkInteger('uncommittedBytesMax', limits.uncommittedBytesMax, 1);
-  checkInteger('committedBytesPerReadyMax', limits.committedBytesPerReadyMax, 1);
+  checkIntegerBounds(limits, raftLimitBounds);
   return limits;
 }
 
@@ -270,20 +351,36 @@ export const replicationDefaults: ReplicationLimits = {
   backoffMaxMs: 5_000,
 };
 
-/** Fills in defaults and validates; throws RangeError on the first bad field. */
+/**
+ * The bounds of each {@link ReplicationLimits} field (every one is an integer), in the order
+ * they are checked. This is the one source of truth for them: {@link resolveReplicationLimits}
+ * checks against it, and so does the node's `--replication-timeout-ms` (src/node/config.ts),
+ * which names the flag. The node caps that flag by a rule of its own instead of a `flagMax`: it
+ * must be below the node's `--request-timeout-ms` (whose own maximum thus caps it too), because
+ * a write waits for its regions inside a client's request.
+ */
+export const replicationLimitBounds: IntegerBoundsTable<keyof ReplicationLimits> = {
+  batchWritesMax: { min: 1, max: 1_000_000 },
+  batchBytesMax: { min: 1, max: Number.MAX_SAFE_INTEGER },
+  batchBodyBytesMax: { min: 1024, max: Number.MAX_SAFE_INTEGER },
+  heartbeatIntervalMs: { min: 1, max: Number.MAX_SAFE_INTEGER },
+  requestTimeoutMs: { min: 1, max: Number.MAX_SAFE_INTEGER },
+  // A sync write's wait is one setTimeout: past timerDelayMsMax it would time out at once.
+  replicationTimeoutMs: { min: 1, max: timerDelayMsMax },
+  cursorRecordIntervalMs: { min: 1, max: Number.MAX_SAFE_INTEGER },
+  backoffBaseMs: { min: 0, max: Number.MAX_SAFE_INTEGER },
+  backoffMaxMs: { min: 0, max: Number.MAX_SAFE_INTEGER, atLeast: 'backoffBaseMs' },
+};
+
+/**
+ * Fills in defaults and validates against {@link replicationLimitBounds}; throws RangeError on
+ * the first bad field.
+ */
 export function resolveReplicationLimits(
   overrides: Partial<ReplicationLimits> = {},
 ): ReplicationLimits {
   const limits = { ...replicationDefaults, ...overrides };
-  checkInteger('batchWritesMax', limits.batchWritesMax, 1, 1_000_000);
-  checkInteger('batchBytesMax', limits.batchBytesMax, 1);
-  checkInteger('batchBodyBytesMax', limits.batchBodyBytesMax, 1024);
-  checkInteger('heartbeatIntervalMs', limits.heartbeatIntervalMs, 1);
-  checkInteger('requestTimeoutMs', limits.requestTimeoutMs, 1);
-  checkInteger('replicationTimeoutMs', limits.replicationTimeoutMs, 1);
-  checkInteger('cursorRecordIntervalMs', limits.cursorRecordIntervalMs, 1);
-  checkInteger('backoffBaseMs', limits.backoffBaseMs, 0);
-  checkInteger('backoffMaxMs', limits.backoffMaxMs, limits.backoffBaseMs);
+  checkIntegerBounds(limits, replicationLimitBounds);
   return limits;
 }
 
@@ -325,24 +422,12 @@ export const securityDefaults: SecurityLimits = {
 };
 
 /**
- * The range of one integer limit: it must be an integer in `min..max` and, when `atLeast` names
- * another limit of the same group, no less than that limit's value.
- */
-export interface IntegerBounds<Field extends string> {
-  readonly min: number;
-  readonly max: number;
-  readonly atLeast?: Field;
-}
-
-/**
  * The bounds of each {@link SecurityLimits} field (every one is an integer), in the order they
  * are checked: a field named by `atLeast` comes first, so its value is known to be good when it
  * serves as a minimum. This is the one source of truth for them: {@link resolveSecurityLimits}
  * checks against it, and so do the node's flags (src/node/config.ts), which name the flag.
  */
-export const securityLimitBounds: {
-  readonly [Field in keyof SecurityLimits]: IntegerBounds<keyof SecurityLimits>;
-} = {
+export const securityLimitBounds: IntegerBoundsTable<keyof SecurityLimits> = {
   authClockSkewMs: { min: 1_000, max: 3_600_000 },
   replayNoncesMax: { min: 1_024, max: 10_000_000 },
   clientRequestsInFlightMax: { min: 1, max: 1_000_000 },
@@ -357,14 +442,6 @@ export const securityLimitBounds: {
  */
 export function resolveSecurityLimits(overrides: Partial<SecurityLimits> = {}): SecurityLimits {
   const limits = { ...securityDefaults, ...overrides };
-  for (const field of Object.keys(securityLimitBounds) as (keyof SecurityLimits)[]) {
-    const { min, max, atLeast } = securityLimitBounds[field];
-    checkInteger(
-      field,
-      limits[field],
-      atLeast === undefined ? min : Math.max(min, limits[atLeast]),
-      max,
-    );
-  }
+  checkIntegerBounds(limits, securityLimitBounds);
   return limits;
 }

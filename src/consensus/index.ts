@@ -7,6 +7,7 @@ export {
   RaftConsensus,
   decodeCommand,
   encodeCommand,
+  memberPromotionBounds,
   memberPromotionDefaults,
 } from './raft-consensus.js';
 export type {

@@ -19,7 +19,13 @@
  * await leader.submitCommand('SET', 'x=1'); // { index, term, result }
  * ```
  */
-import { resolveRaftLimits, type RaftLimits } from '../config.js';
+import {
+  checkIntegerBounds,
+  resolveRaftLimits,
+  timerDelayMsMax,
+  type IntegerBoundsTable,
+  type RaftLimits,
+} from '../config.js';
 import {
   BadRequestError,
   NotLeaderError,
@@ -182,6 +188,20 @@ export const memberPromotionDefaults: MemberPromotion = {
   mode: 'auto',
   lagEntriesMax: 1_000,
   timeoutMs: 60_000,
+};
+
+/**
+ * The bounds of {@link MemberPromotion}'s numbers, in the order they are checked. This is the
+ * one source of truth for them: the constructor checks `promotion` against it, and so do the
+ * node's `--promotion-lag-entries` and `--promotion-timeout-ms` (src/node/config.ts), which name
+ * the flag. Both are whole numbers (a fractional entry count or millisecond means nothing). The
+ * node caps them as typo guards (`flagMax`); the library does not, as a caller may mean "however
+ * far behind" or "however long it takes", except that the timeout is one setTimeout, which
+ * cannot wait past `timerDelayMsMax`.
+ */
+export const memberPromotionBounds: IntegerBoundsTable<Exclude<keyof MemberPromotion, 'mode'>> = {
+  lagEntriesMax: { min: 0, max: Number.MAX_SAFE_INTEGER, flagMax: 1e9 },
+  timeoutMs: { min: 1, max: timerDelayMsMax, flagMax: 86_400_000 },
 };
 
 /** What {@link RaftConsensus.status} reports. */
@@ -1451,8 +1471,7 @@ function resolvePromotion(given: Partial<MemberPromotion> = {}): MemberPromotion
   if (promotion.mode !== 'auto' && promotion.mode !== 'immediate') {
     throw new RangeError(`Invalid promotion.mode: ${String(promotion.mode)} (auto or immediate)`);
   }
-  nonNegative('promotion.lagEntriesMax', promotion.lagEntriesMax);
-  positive('promotion.timeoutMs', promotion.timeoutMs);
+  checkIntegerBounds(promotion, memberPromotionBounds, 'promotion.');
   return promotion;
 }
 

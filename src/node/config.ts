@@ -9,13 +9,26 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import {
+  raftDefaults,
+  raftLimitBounds,
+  replicationDefaults,
+  replicationLimitBounds,
+  resolveRaftLimits,
+  resolveReplicationLimits,
   resolveSecurityLimits,
   securityDefaults,
   securityLimitBounds,
+  type IntegerBoundsTable,
+  type RaftIntegerLimit,
+  type ReplicationLimits,
   type SecurityLimits,
 } from '../config.js';
 import { ConflictResolutionStrategy } from '../conflict/conflict-resolver.js';
-import { memberPromotionDefaults, type MemberPromotion } from '../consensus/raft-consensus.js';
+import {
+  memberPromotionBounds,
+  memberPromotionDefaults,
+  type MemberPromotion,
+} from '../consensus/raft-consensus.js';
 import { ReplicationStrategy, type ReplicationFallback } from '../replication/types.js';
 import { Secret, readSecretFile, secretBytesMin } from '../security/secret.js';
 import { TlsConfigError, TlsSettings } from '../security/tls.js';
@@ -324,15 +337,43 @@ export function helpText(): string {
 }
 
 /**
- * The flags that set a security limit, in the order they are read (a limit named by another's
- * `atLeast` comes first). Their bounds are `securityLimitBounds` (src/config.ts), so a flag
- * refuses just what `resolveSecurityLimits` refuses, with the flag named; a limit without a flag
- * keeps its default.
+ * The flags that set a security limit. Their bounds are `securityLimitBounds` (src/config.ts),
+ * read in that table's order, so a flag refuses just what `resolveSecurityLimits` refuses, with
+ * the flag named; a limit without a flag keeps its default.
  */
 export const securityLimitFlags: Readonly<Partial<Record<keyof SecurityLimits, string>>> = {
   clientRequestsInFlightMax: 'client-inflight-max',
   requestsInFlightMax: 'inflight-max',
   authClockSkewMs: 'auth-clock-skew-ms',
+};
+
+/**
+ * The flags that set a Raft limit, bounded by `raftLimitBounds` (src/config.ts): a flag refuses
+ * what `resolveRaftLimits` refuses and what is past the table's node-only `flagMax`, with the
+ * flag named. `--election-ticks` defaults to {@link defaultElectionTicks}, not the library's.
+ */
+export const raftLimitFlags: Readonly<Partial<Record<RaftIntegerLimit, string>>> = {
+  electionTicks: 'election-ticks',
+  heartbeatTicks: 'heartbeat-ticks',
+};
+
+/**
+ * The flags that set a replication limit, bounded by `replicationLimitBounds` (src/config.ts),
+ * and `--replication-timeout-ms` also below `--request-timeout-ms` (a rule of the node only).
+ */
+export const replicationLimitFlags: Readonly<Partial<Record<keyof ReplicationLimits, string>>> = {
+  replicationTimeoutMs: 'replication-timeout-ms',
+};
+
+/**
+ * The flags that set a number of the promotion rule, bounded by `memberPromotionBounds`
+ * (src/consensus/raft-consensus.ts), its `flagMax` included.
+ */
+export const memberPromotionFlags: Readonly<
+  Partial<Record<Exclude<keyof MemberPromotion, 'mode'>, string>>
+> = {
+  lagEntriesMax: 'promotion-lag-entries',
+  timeoutMs: 'promotion-timeout-ms',
 };
 
 /** The result of parsing: either a config to run with, or a request for help. */
@@ -400,20 +441,11 @@ export function parseNodeConfig(
     1,
     1e9,
   );
-  const electionTicks = parseIntegerFlag(
-    'election-ticks',
-    text('election-ticks'),
-    defaultElectionTicks,
-    2,
-    10_000,
-  );
-  const heartbeatTicks = parseIntegerFlag('heartbeat-ticks', text('heartbeat-ticks'), 1, 1, 10_000);
-  if (heartbeatTicks >= electionTicks) {
-    throw new ConfigError(
-      'heartbeat-ticks',
-      `Invalid --heartbeat-ticks ${heartbeatTicks}: it must be below --election-ticks (${electionTicks})`,
-    );
-  }
+  const raftFlagDefaults = { ...raftDefaults, electionTicks: defaultElectionTicks };
+  const { electionTicks, heartbeatTicks } = resolveRaftLimits({
+    ...raftFlagDefaults,
+    ...parseLimitFlags(text, raftLimitBounds, raftLimitFlags, raftFlagDefaults),
+  });
   const requestTimeoutMs = parseIntegerFlag(
     'request-timeout-ms',
     text('request-timeout-ms'),
@@ -421,13 +453,19 @@ export function parseNodeConfig(
     1,
     600_000,
   );
-  const replicationTimeoutMs = parseIntegerFlag(
-    'replication-timeout-ms',
-    text('replication-timeout-ms'),
-    Math.max(1, Math.min(2_000, Math.floor(requestTimeoutMs / 2))),
-    1,
-    600_000,
-  );
+  const replicationFlagDefaults = {
+    ...replicationDefaults,
+    replicationTimeoutMs: Math.max(1, Math.min(2_000, Math.floor(requestTimeoutMs / 2))),
+  };
+  const { replicationTimeoutMs } = resolveReplicationLimits({
+    ...replicationFlagDefaults,
+    ...parseLimitFlags(
+      text,
+      replicationLimitBounds,
+      replicationLimitFlags,
+      replicationFlagDefaults,
+    ),
+  });
   if (text('replication-timeout-ms') !== undefined && replicationTimeoutMs >= requestTimeoutMs) {
     // A write waits for its regions inside the client's request; past the request's deadline
     // the client would be told the write may not have committed, which is not the case.
@@ -446,23 +484,16 @@ export function parseNodeConfig(
       dataDir: path.resolve(text('data-dir') ?? path.join('data', id)),
       join: lookup('join') === true,
       promotion: {
+        ...memberPromotionDefaults,
         mode: parseChoice('promotion', text('promotion') ?? memberPromotionDefaults.mode, {
           auto: 'auto',
           immediate: 'immediate',
         } as const),
-        lagEntriesMax: parseIntegerFlag(
-          'promotion-lag-entries',
-          text('promotion-lag-entries'),
-          memberPromotionDefaults.lagEntriesMax,
-          0,
-          1e9,
-        ),
-        timeoutMs: parseIntegerFlag(
-          'promotion-timeout-ms',
-          text('promotion-timeout-ms'),
-          memberPromotionDefaults.timeoutMs,
-          1,
-          86_400_000,
+        ...parseLimitFlags(
+          text,
+          memberPromotionBounds,
+          memberPromotionFlags,
+          memberPromotionDefaults,
         ),
       },
       tickMs: parseIntegerFlag('tick-ms', text('tick-ms'), 100, 1, 60_000),
@@ -558,36 +589,53 @@ function parseSecurity(
     throw new ConfigError('health-auth', 'Invalid --health-auth: it needs --tokens-file');
   }
 
-  const limits = resolveSecurityLimits(parseSecurityLimitFlags(text));
+  const limits = resolveSecurityLimits(
+    parseLimitFlags(text, securityLimitBounds, securityLimitFlags, securityDefaults),
+  );
   return { clusterSecret, regionSecret, tls, tokens, healthAuth, limits, secretsInArgv };
 }
 
-/** Reads the flags of {@link securityLimitFlags}, checked against `securityLimitBounds`. */
-function parseSecurityLimitFlags(
+/**
+ * Reads the flags that set limits of one group (`flags`, by field), checked against the group's
+ * bounds table in its order: a flag refuses what the group's resolver refuses, and what is past
+ * the table's node-only `flagMax`, with the flag named. Returns a value for each flagged field:
+ * its default when the flag is not set, raised to the limit its `atLeast` names if need be.
+ */
+function parseLimitFlags<Field extends string>(
   text: (name: string) => string | undefined,
-): Partial<SecurityLimits> {
-  const limits: { -readonly [Field in keyof SecurityLimits]?: number } = {};
-  for (const [field, flag] of Object.entries(securityLimitFlags) as [
-    keyof SecurityLimits,
-    string,
-  ][]) {
-    const { min, max, atLeast } = securityLimitBounds[field];
-    const floor = atLeast === undefined ? min : (limits[atLeast] ?? securityDefaults[atLeast]);
+  bounds: IntegerBoundsTable<Field>,
+  flags: Readonly<Partial<Record<Field, string>>>,
+  defaults: Readonly<Record<Field, number>>,
+): Partial<Record<Field, number>> {
+  const limits: Partial<Record<Field, number>> = {};
+  const flagOf = (field: Field): string => {
+    const flag = flags[field];
+    return flag === undefined ? field : `--${flag}`;
+  };
+  for (const field of Object.keys(bounds) as Field[]) {
+    const flag = flags[field];
+    if (flag === undefined) continue;
+    const { min, max, atLeast, below, flagMax } = bounds[field];
+    const floor = atLeast === undefined ? min : (limits[atLeast] ?? defaults[atLeast]);
     // The default rises to the floor, so raising --client-inflight-max alone is not refused
-    // because of the default --inflight-max.
-    const value = parseIntegerFlag(
-      flag,
-      text(flag),
-      Math.max(securityDefaults[field], floor),
-      min,
-      max,
-    );
+    // because of the default --inflight-max. (No default needs lowering to a `below`: the
+    // defaults of --heartbeat-ticks and --election-ticks leave room at every election value.)
+    const fallback = Math.max(defaults[field], floor);
+    const value = parseIntegerFlag(flag, text(flag), fallback, min, flagMax ?? max);
     if (atLeast !== undefined && value < floor) {
-      const floorFlag = securityLimitFlags[atLeast];
       throw new ConfigError(
         flag,
-        `Invalid --${flag} ${value}: it must be at least ${floorFlag === undefined ? atLeast : `--${floorFlag}`} (${floor})`,
+        `Invalid --${flag} ${value}: it must be at least ${flagOf(atLeast)} (${floor})`,
       );
+    }
+    if (below !== undefined) {
+      const ceiling = limits[below] ?? defaults[below];
+      if (value >= ceiling) {
+        throw new ConfigError(
+          flag,
+          `Invalid --${flag} ${value}: it must be below ${flagOf(below)} (${ceiling})`,
+        );
+      }
     }
     limits[field] = value;
   }
