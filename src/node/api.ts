@@ -77,6 +77,7 @@ import {
   readBody,
   responseFormatOf,
   sendSigned,
+  unwatchBody,
   watchBody,
 } from '../transport/http.js';
 import {
@@ -308,6 +309,7 @@ export function mountClientApi(server: Server, node: ClientApiNode): void {
         logError(logger, error, reply, request);
         write(response, reply);
       } finally {
+        unwatchBody(request);
         const method = knownMethods.has(request.method) ? request.method : 'OTHER';
         metrics.onRequest(name, method, status, (performance.now() - started) / 1000);
         release();
