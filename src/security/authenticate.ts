@@ -11,6 +11,7 @@ import {
   readBody,
   requireMediaType,
   signAnswers,
+  unwatchBody,
   watchBody,
 } from '../transport/http.js';
 import { signatureHeader, type NonceGuard, type RequestSigner } from './request-signer.js';
@@ -62,11 +63,16 @@ export async function readPeerBody(
   bodyReadTimeoutMs: number,
 ): Promise<Uint8Array> {
   watchBody(request, response, bodyReadTimeoutMs);
-  if (signer === null) {
+  try {
+    if (signer === null) {
+      requireMediaType(request.headers, [cborMediaType]);
+      return await readBody(request, bytesMax);
+    }
+    const body = await readSignedBody(request, response, signer, bytesMax);
     requireMediaType(request.headers, [cborMediaType]);
-    return readBody(request, bytesMax);
+    return body;
+  } finally {
+    // A request refused before its body was read must not keep the watch either.
+    unwatchBody(request);
   }
-  const body = await readSignedBody(request, response, signer, bytesMax);
-  requireMediaType(request.headers, [cborMediaType]);
-  return body;
 }

@@ -18,6 +18,7 @@ import {
   unlimitedBodyLength,
   watchBody,
 } from '../../src/transport/http.js';
+import { readPeerBody } from '../../src/security/authenticate.js';
 import { captureLogger } from './helpers.js';
 
 describe('content negotiation', () => {
@@ -100,6 +101,21 @@ describe('on a live server', () => {
       );
       sendBody(response, 200, new TextEncoder().encode(`${body.length} ${linked}`), 'text/plain');
     });
+    server.post(
+      '/peer-watched',
+      { max_body_length: unlimitedBodyLength },
+      async (request, response) => {
+        // Without a CBOR Content-Type the peer read is refused before any byte is read.
+        const outcome = await readPeerBody(request, response, null, 1000, 5_000).then(
+          () => 'read',
+          (error: unknown) => (error as PhantomError).code,
+        );
+        const linked = Object.getOwnPropertySymbols(request).some(
+          (key) => (request as unknown as Record<symbol, unknown>)[key] !== undefined,
+        );
+        sendBody(response, 200, new TextEncoder().encode(`${outcome} ${linked}`), 'text/plain');
+      },
+    );
     server.get('/busy', (request, response) => {
       sendError(response, new PhantomError('NO_LEADER', 'Cannot serve: no leader is known'), {
         format: responseFormatOf(request.headers),
@@ -142,6 +158,8 @@ describe('on a live server', () => {
     const answer = await pool.request({ method: 'POST', path: '/watched', body: 'twelve bytes' });
     expect(answer.statusCode).toBe(200);
     expect(await answer.body.text()).toBe('12 false');
+    const refused = await pool.request({ method: 'POST', path: '/peer-watched', body: 'x' });
+    expect(await refused.body.text()).toBe('UNSUPPORTED_MEDIA_TYPE false');
   });
 
   it('writes errors as CBOR when asked, with extra headers', async () => {
