@@ -24,6 +24,7 @@ import {
   parseGcTrace,
   v8StartOf,
   v8StartProbeImport,
+  withCurrentGcFields,
 } from './cluster/gc-trace.js';
 import type { GcEvent } from './cluster/gc-trace.js';
 import type { CpuProfile, ProfileSummary } from './cluster/cpu-profile.js';
@@ -265,16 +266,19 @@ async function withGcFigures(
   interface Trace {
     readonly events: GcEvent[];
     /** When the member's V8 started (the zero of its trace), monotonic µs. */
-    readonly v8StartUs: number | undefined;
+    readonly v8StartUs: number;
   }
-  const traces = new Map<string, Trace>();
-  const traceOf = async (logPath: string): Promise<Trace> => {
+  // By log path; null: no usable trace (noted once).
+  const traces = new Map<string, Trace | null>();
+  const traceOf = async (logPath: string): Promise<Trace | null> => {
     let trace = traces.get(logPath);
     if (trace === undefined) {
       const text = await readFile(logPath, 'utf8').catch(() => '');
-      trace = { events: parseGcTrace(text), v8StartUs: v8StartOf(text) };
+      const events = parseGcTrace(text);
+      const v8StartUs = v8StartOf(text);
+      trace = events.length > 0 && v8StartUs !== undefined ? { events, v8StartUs } : null;
       traces.set(logPath, trace);
-      if (trace.events.length === 0 || trace.v8StartUs === undefined) {
+      if (trace === null) {
         notes.push(`--gc: no usable GC trace in ${logPath}; its member has no GC figures`);
       }
     }
@@ -290,8 +294,8 @@ async function withGcFigures(
     const members: MemberFigures[] = [];
     for (const figures of phase.members) {
       const member = where.cluster.members.find((candidate) => candidate.id === figures.id);
-      const trace = member === undefined ? undefined : await traceOf(member.process.logPath);
-      if (trace === undefined || trace.events.length === 0 || trace.v8StartUs === undefined) {
+      const trace = member === undefined ? null : await traceOf(member.process.logPath);
+      if (trace === null) {
         members.push(figures);
         continue;
       }
@@ -569,6 +573,7 @@ export async function run(): Promise<void> {
       phases: PhaseResult[];
       notes: string[];
     };
+    saved.phases = saved.phases.map(withCurrentGcFields);
     const labels = [...new Set(saved.phases.map((phase) => phase.label))];
     await writeResults(saved.options, options.renderFrom, saved.phases, saved.notes, labels);
     return;

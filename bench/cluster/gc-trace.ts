@@ -76,12 +76,47 @@ export const v8StartProbeImport = `data:text/javascript,${encodeURIComponent(
     ` (performance.now() - performance.nodeTiming.v8Start) * 1000) + '\\n');`,
 )}`;
 
-/** The V8 start printed by {@link v8StartProbeImport} into a log, or undefined if absent. */
+/**
+ * The V8 start printed by {@link v8StartProbeImport} into a log; undefined when absent, or when
+ * the log holds more than one process's (whose traces would then be mixed).
+ */
 export function v8StartOf(text: string): number | undefined {
   const at = text.indexOf(v8StartLabel);
-  if (at < 0) return undefined;
+  if (at < 0 || text.includes(v8StartLabel, at + 1)) return undefined;
   const value = Number.parseInt(text.slice(at + v8StartLabel.length), 10);
   return Number.isFinite(value) ? value : undefined;
+}
+
+/** GC figures as results.json files of the first `--gc` runs stored them. */
+interface FirstGcFigures {
+  readonly scavengesPerSecond: number;
+  readonly scavengePauseMeanMs: number;
+  readonly scavengePauseMaxMs: number;
+  readonly copiedBytesPerScavenge: number;
+  readonly markCompacts: number;
+  readonly pauseShare: number;
+}
+
+/** `phase` with GC figures in today's fields, for redrawing a stored run (`--render-from`). */
+export function withCurrentGcFields(phase: PhaseResult): PhaseResult {
+  return {
+    ...phase,
+    members: phase.members.map((member) => {
+      const gc = member.gc as GcFigures | FirstGcFigures | undefined;
+      if (gc === undefined || !('scavengesPerSecond' in gc)) return member;
+      return {
+        ...member,
+        gc: {
+          youngPerSecond: gc.scavengesPerSecond,
+          youngPauseMeanMs: gc.scavengePauseMeanMs,
+          youngPauseMaxMs: gc.scavengePauseMaxMs,
+          copiedBytesPerYoung: gc.copiedBytesPerScavenge,
+          markCompacts: gc.markCompacts,
+          pauseShare: gc.pauseShare,
+        },
+      };
+    }),
+  };
 }
 
 /** Figures of the events in [fromMs, toMs) (isolate milliseconds); zeros when none fell in. */

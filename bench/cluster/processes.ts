@@ -105,7 +105,7 @@ function installHandlers(): void {
 }
 
 /**
- * Starts `command args` detached in a new process group, stdout and stderr appended to
+ * Starts `command args` detached in a new process group, stdout and stderr written to
  * `logPath`. The process is registered for cleanup until {@link stopProcess} has seen it exit.
  */
 export function startProcess(
@@ -115,7 +115,8 @@ export function startProcess(
   options: { readonly logPath: string; readonly env?: NodeJS.ProcessEnv; readonly cwd?: string },
 ): ManagedProcess {
   installHandlers();
-  const log = openSync(options.logPath, 'a');
+  // A fresh log: one process's output per file (a reused --out folder must not mix runs).
+  const log = openSync(options.logPath, 'w');
   let child: ChildProcess;
   try {
     child = spawn(command, args, {

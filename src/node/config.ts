@@ -442,6 +442,8 @@ export function parseNodeConfig(
     1e9,
   );
   const raftFlagDefaults = { ...raftDefaults, electionTicks: defaultElectionTicks };
+  // The flags were checked against the same tables, so the resolvers here cannot refuse them;
+  // the call only merges them into the defaults.
   const { electionTicks, heartbeatTicks } = resolveRaftLimits({
     ...raftFlagDefaults,
     ...parseLimitFlags(text, raftLimitBounds, raftLimitFlags, raftFlagDefaults),

@@ -127,6 +127,7 @@ export function watchBody(request: Request, response: Response, timeoutMs: numbe
  * 315–344 KiB without, and a follower sometimes 1.7 MiB.
  */
 export function unwatchBody(request: Request): void {
+  // Only a watched request is written to: adding the key to the others would change their shape.
   if ((request as TrackedRequest)[bodyWatchKey] !== undefined) {
     (request as TrackedRequest)[bodyWatchKey] = undefined;
   }

@@ -9,6 +9,7 @@ import {
   parseGcTrace,
   v8StartOf,
   v8StartProbeImport,
+  withCurrentGcFields,
 } from '../../bench/cluster/gc-trace.js';
 import type { PhaseResult } from '../../bench/cluster/report.js';
 
@@ -51,8 +52,31 @@ describe('gc trace', () => {
     expect(nearestMs).toBeLessThan(5);
   });
 
-  it('finds no V8 start in a log without the probe', () => {
+  it('finds no V8 start in a log without the probe, or with two processes in it', () => {
     expect(v8StartOf('{"level":30}\n' + line(5, 's', 1))).toBeUndefined();
+    const probe = 'phantomdb-bench-v8-start-us=';
+    expect(v8StartOf(`${probe}100\n${line(5, 's', 1)}`)).toBe(100);
+    expect(v8StartOf(`${probe}100\n${line(5, 's', 1)}\n${probe}900\n`)).toBeUndefined();
+  });
+
+  it('redraws figures stored under the first field names', () => {
+    const stored = {
+      scavengesPerSecond: 2,
+      scavengePauseMeanMs: 1.5,
+      scavengePauseMaxMs: 3,
+      copiedBytesPerScavenge: 2048,
+      markCompacts: 1,
+      pauseShare: 0.01,
+    };
+    const phase = {
+      protocol: 'phantomdb',
+      connections: 1,
+      round: 1,
+      members: [{ id: 'n1', isLeader: true, gc: stored }],
+    } as unknown as PhaseResult;
+    expect(gcTable([withCurrentGcFields(phase)])).toContain(
+      '| 1 | phantomdb | 1 | n1 (leader) | 2.0 | 1.50 | 3.00 | 2 | 1 | 1.0% |',
+    );
   });
 
   it('sums only the window; young collections of either kind, mark-compacts apart', () => {

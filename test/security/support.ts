@@ -414,13 +414,19 @@ export function tearDownAfterAll(resources: () => SuiteResources): void {
       const started = clusters.filter((cluster): cluster is SecureCluster => cluster !== undefined);
       // Every teardown runs to its end before the kill below, even when another one failed.
       const outcomes = await Promise.allSettled(started.map((cluster) => cluster.teardown()));
-      for (const outcome of outcomes) if (outcome.status === 'rejected') throw outcome.reason;
+      const failures = outcomes.flatMap((outcome) =>
+        outcome.status === 'rejected' ? [outcome.reason as unknown] : [],
+      );
+      if (failures.length > 0) throw new AggregateError(failures, 'Cluster teardown failed');
     } finally {
-      // Even when a teardown above failed: no node may outlive the suite, nor its files, nor
-      // the lock.
-      killAllNodeProcesses();
-      if (dir !== '') await removeTempDir(dir);
-      await release?.();
+      // Even when a teardown above failed: no node may outlive the suite, nor its files; and
+      // the lock is released even when removing the files fails, or the other suites wait.
+      try {
+        killAllNodeProcesses();
+        if (dir !== '') await removeTempDir(dir);
+      } finally {
+        await release?.();
+      }
     }
   }, 60_000);
 }
