@@ -254,14 +254,14 @@ export function resolveTransportLimits(overrides: Partial<TransportLimits> = {})
   );
   checkInteger('snapshotBytesMax', limits.snapshotBytesMax, 0, 2 ** 32 - 1);
   checkInteger('snapshotTransfersMax', limits.snapshotTransfersMax, 1);
-  checkInteger('snapshotTransferIdleMs', limits.snapshotTransferIdleMs, 1);
-  checkInteger('rpcTimeoutMs', limits.rpcTimeoutMs, 1);
-  checkInteger('snapshotChunkTimeoutMs', limits.snapshotChunkTimeoutMs, 1);
-  checkInteger('connectTimeoutMs', limits.connectTimeoutMs, 1);
+  checkInteger('snapshotTransferIdleMs', limits.snapshotTransferIdleMs, 1, timerDelayMsMax);
+  checkInteger('rpcTimeoutMs', limits.rpcTimeoutMs, 1, timerDelayMsMax);
+  checkInteger('snapshotChunkTimeoutMs', limits.snapshotChunkTimeoutMs, 1, timerDelayMsMax);
+  checkInteger('connectTimeoutMs', limits.connectTimeoutMs, 1, timerDelayMsMax);
   checkInteger('controlConnectionsPerPeer', limits.controlConnectionsPerPeer, 1, 64);
   checkInteger('commitLingerMs', limits.commitLingerMs, 0, 1000);
-  checkInteger('backoffBaseMs', limits.backoffBaseMs, 0);
-  checkInteger('backoffMaxMs', limits.backoffMaxMs, limits.backoffBaseMs);
+  checkInteger('backoffBaseMs', limits.backoffBaseMs, 0, timerDelayMsMax);
+  checkInteger('backoffMaxMs', limits.backoffMaxMs, limits.backoffBaseMs, timerDelayMsMax);
   checkInteger('cborDepthMax', limits.cborDepthMax, 4, 1024);
   return limits;
 }
@@ -363,13 +363,13 @@ export const replicationLimitBounds: IntegerBoundsTable<keyof ReplicationLimits>
   batchWritesMax: { min: 1, max: 1_000_000 },
   batchBytesMax: { min: 1, max: Number.MAX_SAFE_INTEGER },
   batchBodyBytesMax: { min: 1024, max: Number.MAX_SAFE_INTEGER },
-  heartbeatIntervalMs: { min: 1, max: Number.MAX_SAFE_INTEGER },
-  requestTimeoutMs: { min: 1, max: Number.MAX_SAFE_INTEGER },
-  // A sync write's wait is one setTimeout: past timerDelayMsMax it would time out at once.
+  // Each time below feeds a timer: past timerDelayMsMax it would fire at once.
+  heartbeatIntervalMs: { min: 1, max: timerDelayMsMax },
+  requestTimeoutMs: { min: 1, max: timerDelayMsMax },
   replicationTimeoutMs: { min: 1, max: timerDelayMsMax },
-  cursorRecordIntervalMs: { min: 1, max: Number.MAX_SAFE_INTEGER },
-  backoffBaseMs: { min: 0, max: Number.MAX_SAFE_INTEGER },
-  backoffMaxMs: { min: 0, max: Number.MAX_SAFE_INTEGER, atLeast: 'backoffBaseMs' },
+  cursorRecordIntervalMs: { min: 1, max: timerDelayMsMax },
+  backoffBaseMs: { min: 0, max: timerDelayMsMax },
+  backoffMaxMs: { min: 0, max: timerDelayMsMax, atLeast: 'backoffBaseMs' },
 };
 
 /**

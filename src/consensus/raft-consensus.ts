@@ -322,11 +322,14 @@ export class RaftConsensus {
     }
     this.nodeId = nodeId;
     this.persistence = options.persistence ?? new MemoryPersistence();
-    this.tickIntervalMs = positive('tickIntervalMs', options.tickIntervalMs ?? 100);
+    this.tickIntervalMs = timerDelay('tickIntervalMs', options.tickIntervalMs ?? 100);
     this.limits = resolveRaftLimits(options.limits);
     this.random = options.random ?? Math.random;
-    this.proposalTimeoutMs = positive('proposalTimeoutMs', options.proposalTimeoutMs ?? 10_000);
-    this.readTimeoutMs = positive('readTimeoutMs', options.readTimeoutMs ?? this.proposalTimeoutMs);
+    this.proposalTimeoutMs = timerDelay('proposalTimeoutMs', options.proposalTimeoutMs ?? 10_000);
+    this.readTimeoutMs = timerDelay(
+      'readTimeoutMs',
+      options.readTimeoutMs ?? this.proposalTimeoutMs,
+    );
     this.snapshotEveryEntries = nonNegative(
       'snapshotEveryEntries',
       options.snapshotEveryEntries ?? 100_000,
@@ -1475,9 +1478,12 @@ function resolvePromotion(given: Partial<MemberPromotion> = {}): MemberPromotion
   return promotion;
 }
 
-function positive(field: string, value: number): number {
-  if (!Number.isFinite(value) || value <= 0) {
-    throw new RangeError(`Invalid ${field}: ${value} (expected a positive number)`);
+/** A positive delay that a timer keeps: Node fires one longer than timerDelayMsMax at once. */
+function timerDelay(field: string, value: number): number {
+  if (!Number.isFinite(value) || value <= 0 || value > timerDelayMsMax) {
+    throw new RangeError(
+      `Invalid ${field}: ${value} (expected a positive number of ms up to ${timerDelayMsMax})`,
+    );
   }
   return value;
 }
