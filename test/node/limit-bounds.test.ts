@@ -365,6 +365,20 @@ describe('the rules beside the tables', () => {
     );
   });
 
+  it('keeps the node-only ceilings the flags have always had', () => {
+    // The table-driven tests read the ceilings from the tables; these pin the values, so that
+    // a changed table cannot silently change a published flag's range.
+    const ceilings: [string, number][] = [
+      ['election-ticks', 10_000],
+      ['promotion-lag-entries', 1e9],
+      ['promotion-timeout-ms', 86_400_000],
+    ];
+    for (const [flag, ceiling] of ceilings) {
+      expect(() => parseNodeConfig([`--${flag}=${ceiling}`], {})).not.toThrow();
+      expect(() => parseNodeConfig([`--${flag}=${ceiling + 1}`], {})).toThrow(`--${flag}`);
+    }
+  });
+
   it('refuses a fractional promotion timeout in the library as the node does', () => {
     expect(() => new RaftConsensus('x', alone, { promotion: { timeoutMs: 400.5 } })).toThrow(
       /^Invalid promotion\.timeoutMs: 400\.5 \(expected an integer in 1\.\.2147483647\)$/,

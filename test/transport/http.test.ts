@@ -1,5 +1,8 @@
 // Checks the shared HTTP helpers: content negotiation tables, error replies, and on a live
-// server body limits at the boundary, CBOR error bodies and the JSON not-found/error handlers.
+// server body limits at the boundary, the body watch (a stalled body fails at its deadline,
+// nothing stays on the request after a read), CBOR error bodies and the JSON handlers.
+import net from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { decode as decodeCbor } from 'cbor-x';
 import { Server } from 'hyper-express';
 import { Pool } from 'undici';
@@ -82,6 +85,8 @@ describe('on a live server', () => {
   let server: Server;
   let pool: Pool;
 
+  let slowOutcome: Promise<string> | undefined;
+
   beforeAll(async () => {
     server = new Server({ auto_close: false });
     server.post('/echo', { max_body_length: unlimitedBodyLength }, async (request, response) => {
@@ -116,6 +121,14 @@ describe('on a live server', () => {
         sendBody(response, 200, new TextEncoder().encode(`${outcome} ${linked}`), 'text/plain');
       },
     );
+    server.post('/slow', { max_body_length: unlimitedBodyLength }, async (request, response) => {
+      watchBody(request, response, 300);
+      slowOutcome = readBody(request, 1000).then(
+        () => 'read',
+        (error: unknown) => (error as Error).message,
+      );
+      sendBody(response, 200, new TextEncoder().encode(await slowOutcome), 'text/plain');
+    });
     server.get('/busy', (request, response) => {
       sendError(response, new PhantomError('NO_LEADER', 'Cannot serve: no leader is known'), {
         format: responseFormatOf(request.headers),
@@ -150,6 +163,19 @@ describe('on a live server', () => {
     const empty = await pool.request({ method: 'POST', path: '/echo' });
     expect(empty.statusCode).toBe(200);
     expect((await empty.body.arrayBuffer()).byteLength).toBe(0);
+  });
+
+  it('gives up on a body that stops arriving, after the watch deadline', async () => {
+    // Headers and part of the body, then nothing: the read must fail at the deadline (300 ms,
+    // checked every 250 ms), not wait forever.
+    const socket = net.connect(server.port, '127.0.0.1');
+    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    socket.write('POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789');
+    const started = performance.now();
+    for (let waited = 0; slowOutcome === undefined && waited < 2_000; waited += 10) await sleep(10);
+    expect(await slowOutcome).toBe('Cannot read body: it did not arrive in time');
+    expect(performance.now() - started).toBeGreaterThanOrEqual(250);
+    socket.destroy();
   });
 
   it('leaves nothing of the body watch on a request once its body is read', async () => {
