@@ -258,7 +258,7 @@ async function runComparison(options: ClusterBenchOptions, outDir: string): Prom
  * holds no trace gets no figures and a line in `notes`, so that a missing trace is not read as
  * a member that never collected.
  */
-async function withGcFigures(
+export async function withGcFigures(
   phases: readonly PhaseResult[],
   windows: ReadonlyMap<PhaseResult, { cluster: BenchCluster; window: PhaseWindow }>,
   notes: string[],

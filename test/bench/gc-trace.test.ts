@@ -1,7 +1,11 @@
 // The cluster benchmark's `--gc` report: parsing `node --trace-gc-nvp` lines as this Node
 // prints them, the V8 start probe that lines the trace up with the monotonic clock (checked
-// against a collection forced at a known moment), and the per-window figures.
+// against a collection forced at a known moment), the per-window figures, and withGcFigures
+// placing each member's window by its own V8 start.
 import { execFileSync } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   gcFiguresOf,
@@ -11,6 +15,9 @@ import {
   v8StartProbeImport,
   withCurrentGcFields,
 } from '../../bench/cluster/gc-trace.js';
+import { withGcFigures } from '../../bench/cluster.js';
+import type { BenchCluster } from '../../bench/cluster/clusters.js';
+import type { PhaseWindow } from '../../bench/cluster/phase.js';
 import type { PhaseResult } from '../../bench/cluster/report.js';
 
 const line = (atMs: number, kind: string, pauseMs: number, survived = 0, promoted = 0): string =>
@@ -126,5 +133,62 @@ describe('gc trace', () => {
     );
     expect(table).not.toContain('n2');
     expect(gcTable([{ ...phase, members: [phase.members[1]!] }])).toBeUndefined();
+  });
+});
+
+describe('placing the windows', () => {
+  it("reads each member's window from its own V8 start, and notes a log without a trace", async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'phantomdb-gc-trace-'));
+    try {
+      const probe = 'phantomdb-bench-v8-start-us=';
+      // n1's V8 started at 5 s on the monotonic clock, so the window [6 s, 8 s) is 1000..3000
+      // in its trace; n2's log holds no trace.
+      await writeFile(
+        join(dir, 'n1.log'),
+        [
+          `${probe}5000000`,
+          line(900, 's', 9, 1, 1),
+          line(1000, 's', 2, 1024, 1024),
+          line(2999, 's', 4, 3072, 1024),
+          line(3000, 's', 9, 1, 1),
+        ].join('\n'),
+      );
+      await writeFile(join(dir, 'n2.log'), '{"level":30,"msg":"no trace"}\n');
+      const member = (id: string) => ({
+        id,
+        clientUrl: '',
+        process: { logPath: join(dir, `${id}.log`) },
+      });
+      const cluster = {
+        protocol: 'phantomdb',
+        members: [member('n1'), member('n2')],
+      } as unknown as BenchCluster;
+      const phase = {
+        protocol: 'phantomdb',
+        connections: 1,
+        round: 1,
+        members: [
+          { id: 'n1', isLeader: true },
+          { id: 'n2', isLeader: false },
+        ],
+      } as unknown as PhaseResult;
+      const window: PhaseWindow = { startMonotonicUs: 6_000_000, endMonotonicUs: 8_000_000 };
+      const notes: string[] = [];
+      const [traced] = await withGcFigures([phase], new Map([[phase, { cluster, window }]]), notes);
+      expect(traced!.members[0]!.gc).toEqual({
+        youngPerSecond: 1,
+        youngPauseMeanMs: 3,
+        youngPauseMaxMs: 4,
+        copiedBytesPerYoung: 3072,
+        markCompacts: 0,
+        pauseShare: 6 / 2000,
+      });
+      expect(traced!.members[1]!.gc).toBeUndefined();
+      expect(notes).toEqual([
+        `--gc: no usable GC trace in ${join(dir, 'n2.log')}; its member has no GC figures`,
+      ]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
