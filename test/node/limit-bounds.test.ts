@@ -1,7 +1,7 @@
-// Checks that the node's Raft, replication and promotion flags and the library's checks
-// (resolveRaftLimits, resolveReplicationLimits, RaftConsensus's `promotion`) accept and refuse
-// the same values: loops over raftLimitBounds, replicationLimitBounds and memberPromotionBounds
-// put each limit at its edges and just past them on both sides, check the cross-field rules, and
+// Checks that the node's security, Raft, replication and promotion flags and the library's
+// checks (resolveSecurityLimits, resolveRaftLimits, resolveReplicationLimits, RaftConsensus's
+// `promotion`) accept and refuse the same values: loops over each group's bounds table put each
+// limit at its edges and just past them on both sides, check the cross-field rules, and
 // fast-check compares the two sides on arbitrary integers.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -12,6 +12,9 @@ import {
   replicationLimitBounds,
   resolveRaftLimits,
   resolveReplicationLimits,
+  resolveSecurityLimits,
+  securityDefaults,
+  securityLimitBounds,
   type IntegerBounds,
   type IntegerBoundsTable,
 } from '../../src/config.js';
@@ -27,6 +30,7 @@ import {
   parseNodeConfig,
   raftLimitFlags,
   replicationLimitFlags,
+  securityLimitFlags,
   type NodeConfig,
 } from '../../src/node/config.js';
 
@@ -63,6 +67,17 @@ function numbersOf(record: object): Values {
 }
 
 const groups: readonly Group[] = [
+  {
+    name: 'security',
+    bounds: securityLimitBounds,
+    flags: securityLimitFlags,
+    defaults: { library: numbersOf(securityDefaults), node: numbersOf(securityDefaults) },
+    resolve: (overrides) => numbersOf(resolveSecurityLimits(overrides)),
+    fieldPrefix: '',
+    nodeArgv: [],
+    nodeCeiling: {},
+    nodeValues: (config) => numbersOf(config.security.limits),
+  },
   {
     name: 'raft',
     bounds: raftLimitBounds,
