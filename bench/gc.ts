@@ -21,6 +21,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { RaftConsensus, type RaftNodeInfo } from '../src/consensus/raft-consensus.js';
 import { MemoryPersistence } from '../src/storage/memory.js';
 import { ballastKinds, installBallast, type BallastKind } from './gc-ballast.js';
+import { parseGcTrace, youngKinds, type GcEvent } from './cluster/gc-trace.js';
 
 const warmupMs = 1_000;
 const payload = new Uint8Array(100).fill(7);
@@ -101,25 +102,20 @@ function measure(
         reject(new Error(`bench/gc child (${nodeCount} nodes) exited with ${code}`));
         return;
       }
-      let scavenges = 0;
-      const sums = { allocated: 0, new_space_survived: 0, promoted: 0, pause: 0 };
-      for (const line of lines.slice(from + 1)) {
-        if (!/\bgc=s\b/.test(line)) continue;
-        scavenges++;
-        for (const key of Object.keys(sums) as (keyof typeof sums)[]) {
-          const match = new RegExp(`\\b${key}=([0-9.]+)`).exec(line);
-          if (match !== null) sums[key] += Number(match[1]);
-        }
-      }
+      const young = parseGcTrace(lines.slice(from + 1).join('\n')).filter((event) =>
+        youngKinds.has(event.kind),
+      );
+      const sum = (of: (event: GcEvent) => number): number =>
+        young.reduce((total, event) => total + of(event), 0);
       resolve({
         label:
           ballast.length === 0 ? `${nodeCount}` : `${nodeCount}, ballast: ${ballast.join(', ')}`,
         commands: (JSON.parse(result) as { commands: number }).commands,
-        scavenges,
-        allocatedBytes: sums.allocated,
-        survivedBytes: sums.new_space_survived,
-        promotedBytes: sums.promoted,
-        pauseMs: sums.pause,
+        scavenges: young.length,
+        allocatedBytes: sum((event) => event.allocatedBytes),
+        survivedBytes: sum((event) => event.survivedBytes),
+        promotedBytes: sum((event) => event.promotedBytes),
+        pauseMs: sum((event) => event.pauseMs),
       });
     });
   });

@@ -26,6 +26,8 @@ export interface GcEvent {
   readonly survivedBytes: number;
   /** Bytes moved to the old generation. */
   readonly promotedBytes: number;
+  /** Bytes allocated since the previous collection. */
+  readonly allocatedBytes: number;
 }
 
 /** One member's collections over a window. */
@@ -40,7 +42,8 @@ export interface GcFigures {
   readonly pauseShare: number;
 }
 
-const youngKinds: ReadonlySet<string> = new Set(['s', 'mmc']);
+/** V8's names of the young-generation collections. */
+export const youngKinds: ReadonlySet<string> = new Set(['s', 'mmc']);
 
 const lineStart = /^\[\d+:0x[0-9a-f]+\]\s+([\d.]+) ms: pause=([\d.]+) /;
 
@@ -58,6 +61,7 @@ export function parseGcTrace(text: string): GcEvent[] {
       kind: field('gc') ?? '?',
       survivedBytes: Number(field('new_space_survived') ?? 0),
       promotedBytes: Number(field('promoted') ?? 0),
+      allocatedBytes: Number(field('allocated') ?? 0),
     });
   }
   return events;

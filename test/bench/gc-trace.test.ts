@@ -46,6 +46,7 @@ describe('gc trace', () => {
     const young = events.filter((event) => event.kind === 's');
     expect(young.length).toBeGreaterThan(1);
     expect(young.some((event) => event.survivedBytes + event.promotedBytes > 0)).toBe(true);
+    expect(young.every((event) => event.allocatedBytes > 0)).toBe(true);
     for (const event of events) {
       expect(event.pauseMs).toBeGreaterThanOrEqual(0);
       expect(Number.isInteger(event.survivedBytes)).toBe(true);
