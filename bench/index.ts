@@ -23,6 +23,7 @@ const sections: Record<string, () => Promise<BenchSection>> = {
   codec: () => import('./codec.js'),
   cluster: () => import('./cluster.js'),
   gc: () => import('./gc.js'),
+  kv: () => import('./kv.js'),
 };
 
 async function main(names: readonly string[]): Promise<void> {

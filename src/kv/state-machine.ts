@@ -42,14 +42,8 @@
  */
 import { resolveKvLimits, type KvLimits } from '../config.js';
 import { ConflictResolver, type ConflictInfo } from '../conflict/conflict-resolver.js';
-import { emptyVersionVector, withDot, type Version, type Write } from '../conflict/dvv.js';
-import {
-  checkNodeId,
-  compareHlc,
-  compareNodeIds,
-  hlcLogicalMax,
-  type HlcTimestamp,
-} from '../conflict/hlc.js';
+import type { Version } from '../conflict/dvv.js';
+import { checkNodeId, compareHlc, compareNodeIds, type HlcTimestamp } from '../conflict/hlc.js';
 import type { PhantomError } from '../errors.js';
 import { BadRequestError, StorageError } from '../errors.js';
 import {
@@ -60,6 +54,7 @@ import {
   type DeleteConditions,
   type PutConditions,
 } from './codec.js';
+import { KeyRecord, successorOf } from './key-record.js';
 import {
   decodeRemoteBatch,
   decodeStampedCommand,
@@ -138,16 +133,6 @@ export interface KvStateMachineOptions {
 /** The region of a state machine created without one. */
 export const defaultRegion = 'default';
 
-/** What a key holds. */
-interface KeyRecord {
-  /** The current state: siblings newest first, and the causal context. */
-  version: Version;
-  /** Index of the latest write of this key that originated here; 0 for none. */
-  localIndex: number;
-  /** The state that write produced (what ships to other regions); null when none. */
-  local: Version | null;
-}
-
 /** Latest-local-write index entries left behind by rewrites before the list is compacted. */
 const changelogStaleMax = 1024;
 
@@ -206,7 +191,7 @@ export class KvStateMachine {
 
   /** The value of `key` (a view: do not modify it), or undefined when absent. */
   get(key: string): Uint8Array | undefined {
-    return this.records.get(key)?.version.siblings[0]!.value ?? undefined;
+    return this.records.get(key)?.value ?? undefined;
   }
 
   /**
@@ -261,7 +246,7 @@ export class KvStateMachine {
       throw error;
     }
     const record = this.records.get(command.key);
-    const current = record?.version.siblings[0]!.value ?? null;
+    const current = record?.value ?? null;
     if (command.prevValue !== undefined) {
       if (current === null) return { kind: 'notFound', index };
       if (!equalBytes(current, command.prevValue))
@@ -334,7 +319,7 @@ export class KvStateMachine {
         this.observe(item.version);
         const record = this.records.get(item.key);
         if (record === undefined) {
-          this.records.set(item.key, { version: item.version, localIndex: 0, local: null });
+          this.records.set(item.key, KeyRecord.remote(item.key, this.region, item.version));
           if (item.version.siblings[0]!.value !== null) this.liveKeys++;
           continue;
         }
@@ -411,7 +396,7 @@ export class KvStateMachine {
     for (let p = this.firstChangeAfter(afterIndex); p < this.changeIndexes.length; p++) {
       const record = this.records.get(this.changeKeys[p]!)!;
       if (record.localIndex !== this.changeIndexes[p]) continue;
-      if (oldest === null) oldest = record.local!.siblings[0]!.hlc;
+      oldest ??= record.localHlc;
       count++;
     }
     return { count, oldest };
@@ -432,7 +417,7 @@ export class KvStateMachine {
       inbound: [...this.inbound].sort((a, b) => compareNodeIds(a[0], b[0])),
       keys: keys.map((key): KeySnapshot => {
         const record = this.records.get(key)!;
-        return { key, ...record };
+        return { key, version: record.version, localIndex: record.localIndex, local: record.local };
       }),
     });
   }
@@ -457,7 +442,7 @@ export class KvStateMachine {
     for (const [origin, position] of contents.inbound) this.inbound.set(origin, position);
     const local: { index: number; key: string }[] = [];
     for (const { key, version, localIndex, local: shipped } of contents.keys) {
-      this.records.set(key, { version, localIndex, local: shipped });
+      this.records.set(key, KeyRecord.restored(key, this.region, version, localIndex, shipped));
       if (version.siblings[0]!.value !== null) this.liveKeys++;
       if (localIndex > 0) local.push({ index: localIndex, key });
     }
@@ -505,28 +490,20 @@ export class KvStateMachine {
     value: Uint8Array | null,
     stamp: HlcTimestamp | null,
   ): void {
-    const context = record?.version.context ?? emptyVersionVector;
-    const dot = { node: this.region, counter: (context.get(this.region) ?? 0) + 1 };
     let hlc = stamp ?? successorOf(this.clock, this.region);
-    if (record !== undefined) {
-      for (const sibling of record.version.siblings) {
-        if (compareHlc(hlc, sibling.hlc) <= 0) hlc = successorOf(sibling.hlc, hlc.node);
-      }
-    }
-    const write: Write = { value, hlc, dot, region: this.region };
-    const version: Version = { siblings: [write], context: withDot(context, dot) };
+    if (record !== undefined) hlc = record.laterThanSiblings(hlc);
     this.observeHlc(hlc);
     if (record === undefined) {
-      this.records.set(key, { version, localIndex: index, local: version });
+      this.records.set(key, KeyRecord.local(key, this.region, index, value, hlc));
       if (value !== null) this.liveKeys++;
     } else {
       if (record.localIndex > 0) this.changelogStale++;
-      this.replaceVersion(record, version);
-      record.localIndex = index;
-      record.local = version;
+      const wasLive = record.value !== null;
+      record.writeLocal(index, value, hlc);
+      this.countLiveness(wasLive, value !== null);
     }
     this.changeIndexes.push(index);
-    this.changeKeys.push(key);
+    this.changeKeys.push(record?.key ?? key);
     if (
       this.changelogStale > changelogStaleMax &&
       this.changelogStale * 2 > this.changeIndexes.length
@@ -536,9 +513,13 @@ export class KvStateMachine {
   }
 
   private replaceVersion(record: KeyRecord, version: Version): void {
-    const wasLive = record.version.siblings[0]!.value !== null;
-    const isLive = version.siblings[0]!.value !== null;
-    record.version = version;
+    const wasLive = record.value !== null;
+    record.merge(version);
+    this.countLiveness(wasLive, version.siblings[0]!.value !== null);
+  }
+
+  /** Keeps {@link size} right when a key's newest sibling turns from a value to a delete or back. */
+  private countLiveness(wasLive: boolean, isLive: boolean): void {
     if (wasLive !== isLive) this.liveKeys += isLive ? 1 : -1;
   }
 
@@ -582,14 +563,6 @@ export class KvStateMachine {
       throw new RangeError(`Cannot ${what}: index is ${index}, expected ${this.applied + 1}`);
     }
   }
-}
-
-/** The smallest timestamp after `ts` (a zero timestamp when null), issued as `node`. */
-function successorOf(ts: HlcTimestamp | null, node: string): HlcTimestamp {
-  if (ts === null) return { wallMs: 0, logical: 0, node };
-  return ts.logical < hlcLogicalMax
-    ? { wallMs: ts.wallMs, logical: ts.logical + 1, node }
-    : { wallMs: ts.wallMs + 1, logical: 0, node };
 }
 
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
