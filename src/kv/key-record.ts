@@ -13,6 +13,7 @@
  */
 import { withDot, type Version, type Write } from '../conflict/dvv.js';
 import { compareHlc, hlcLogicalMax, type HlcTimestamp } from '../conflict/hlc.js';
+import type { KeySnapshot } from './versioned-codec.js';
 
 /** The smallest timestamp after `ts` (a zero timestamp when null), issued as `node`. */
 export function successorOf(ts: HlcTimestamp | null, node: string): HlcTimestamp {
@@ -117,6 +118,15 @@ export class KeyRecord {
       region: this.region,
     };
     return { siblings: [write], context: new Map([[this.region, this.loneCounter]]) };
+  }
+
+  /**
+   * What a snapshot stores of this key. When the current state is the latest local write's,
+   * both are the same object, which the snapshot encoding stores once.
+   */
+  toSnapshot(): KeySnapshot {
+    const local = this.local;
+    return { key: this.key, version: this.merged ?? local!, localIndex: this.localIndex, local };
   }
 
   /** The HLC of the latest local write; null when there was none. */

@@ -62,7 +62,6 @@ import {
   encodeVersionedSnapshot,
   isVersionedSnapshot,
   stampedCommandMarker,
-  type KeySnapshot,
   type RemoteBatch,
   type ShippedWrite,
 } from './versioned-codec.js';
@@ -415,10 +414,7 @@ export class KvStateMachine {
       region: this.region,
       clockHigh: this.clock,
       inbound: [...this.inbound].sort((a, b) => compareNodeIds(a[0], b[0])),
-      keys: keys.map((key): KeySnapshot => {
-        const record = this.records.get(key)!;
-        return { key, version: record.version, localIndex: record.localIndex, local: record.local };
-      }),
+      keys: keys.map((key) => this.records.get(key)!.toSnapshot()),
     });
   }
 

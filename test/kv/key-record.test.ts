@@ -4,13 +4,18 @@
 // region and snapshot restores, every local write gives exactly the version the dotted
 // version vector rules give (one sibling, the next dot, the context joined with it), reads
 // agree with versions, and a restored copy holds the same versions, changelog and bytes.
+import { isDeepStrictEqual } from 'node:util';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ConflictResolutionStrategy } from '../../src/conflict/conflict-resolver.js';
 import { withDot, type Version } from '../../src/conflict/dvv.js';
 import { compareHlc, type HlcTimestamp } from '../../src/conflict/hlc.js';
 import { KvStateMachine } from '../../src/kv/state-machine.js';
-import { encodeRemoteBatch, encodeStampedCommand } from '../../src/kv/versioned-codec.js';
+import {
+  decodeVersionedSnapshot,
+  encodeRemoteBatch,
+  encodeStampedCommand,
+} from '../../src/kv/versioned-codec.js';
 
 const keys = ['a', 'b', 'c'];
 const regions = ['eu', 'us'] as const;
@@ -55,6 +60,22 @@ function expectedLocalWrite(
     }
   }
   return { siblings: [{ value, hlc, dot, region }], context: withDot(context, dot) };
+}
+
+/**
+ * A key whose current state is its latest local write's stores that state once in a snapshot
+ * (the decoder gives one object for both); one that merged remote writes since stores both.
+ */
+function expectLocalStoredOnce(kv: KvStateMachine): void {
+  const shipped = new Map(
+    kv.localChangesSince(0, 100, 1 << 20).items.map((item) => [item.key, item.version]),
+  );
+  for (const stored of decodeVersionedSnapshot(kv.snapshot(), 1 << 20).keys) {
+    if (stored.local === null) continue;
+    const current = kv.getVersion(stored.key);
+    const localIsCurrent = isDeepStrictEqual(current, shipped.get(stored.key));
+    expect(stored.local === stored.version).toBe(localIsCurrent);
+  }
 }
 
 function expectSameState(copy: KvStateMachine, original: KvStateMachine): void {
@@ -102,6 +123,7 @@ describe('key records', () => {
             expect(to.applyRemoteBatch(to.appliedIndex + 1, payload).kind).toBe('applied');
           } else {
             const original = machines[s.region]!;
+            expectLocalStoredOnce(original);
             const copy = new KvStateMachine({ region: original.region });
             copy.restore(original.snapshot());
             expectSameState(copy, original);
