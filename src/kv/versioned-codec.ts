@@ -79,6 +79,8 @@ const strategyCodes: readonly Strategy[] = [
 const utf8 = new TextEncoder();
 const encodedIds = new Map<string, Uint8Array>();
 const encodedIdsMax = 1024;
+/** Up to this many bytes, {@link ByteWriter.bytes} copies with a loop. */
+const smallCopyBytesMax = 32;
 
 /** A growable little-endian writer (sizes here are not known up front). */
 export class ByteWriter {
@@ -125,8 +127,38 @@ export class ByteWriter {
 
   bytes(value: Uint8Array): void {
     this.ensure(value.length);
-    this.buffer.set(value, this.at);
+    if (value.length <= smallCopyBytesMax) {
+      // TypedArray#set costs more than a loop for a few bytes (ids, short values).
+      for (let k = 0; k < value.length; k++) this.buffer[this.at + k] = value[k]!;
+    } else {
+      this.buffer.set(value, this.at);
+    }
     this.at += value.length;
+  }
+
+  /**
+   * A u16 length and the UTF-8 bytes of a key, encoded in place: a snapshot writes every key,
+   * and encoding each into its own array first was a third of the time it took.
+   */
+  str16(value: string): void {
+    // UTF-8 takes at most 3 bytes per UTF-16 unit.
+    this.ensure(2 + value.length * 3);
+    let at = this.at + 2;
+    let ascii = true;
+    for (let k = 0; k < value.length; k++) {
+      const unit = value.charCodeAt(k);
+      if (unit >= 0x80) {
+        ascii = false;
+        break;
+      }
+      this.buffer[at++] = unit;
+    }
+    if (!ascii)
+      at = this.at + 2 + utf8.encodeInto(value, this.buffer.subarray(this.at + 2)).written;
+    const length = at - this.at - 2;
+    if (length > 0xffff) throw new RangeError(`Cannot encode key: ${length} bytes`);
+    this.view.setUint16(this.at, length, true);
+    this.at = at;
   }
 
   /** A u8 length and the UTF-8 bytes of an id (at most 255 bytes, checked by the caller). */
@@ -322,9 +354,7 @@ function writeItems(writer: ByteWriter, items: readonly ShippedWrite[]): void {
   writer.u32(items.length);
   for (const item of items) {
     writer.f64(item.index);
-    const key = utf8.encode(item.key);
-    writer.u16(key.length);
-    writer.bytes(key);
+    writer.str16(item.key);
     writeVersion(writer, item.version);
   }
 }
@@ -500,9 +530,7 @@ export function encodeVersionedSnapshot(contents: VersionedSnapshotContents): Ui
   }
   writer.u32(contents.keys.length);
   for (const record of contents.keys) {
-    const key = utf8.encode(record.key);
-    writer.u16(key.length);
-    writer.bytes(key);
+    writer.str16(record.key);
     writeVersion(writer, record.version);
     writer.f64(record.localIndex);
     if (record.local === null) {
