@@ -79,13 +79,8 @@ export class KeyRecord {
     } else {
       record.fullLocal = local;
     }
-    // A dot names one write, so a current state of one write with the local write's dot and
-    // context is the local write's state.
-    const same =
-      record.loneCounter > 0 &&
-      isLoneLocalWrite(version, region) &&
-      version.siblings[0]!.dot.counter === record.loneCounter;
-    if (!same && version !== local) record.merged = version;
+    // The snapshot decoder gives one object for both when the current state is the local one.
+    if (version !== local) record.merged = version;
     return record;
   }
 
