@@ -305,6 +305,9 @@ export class RaftConsensus {
   private lastApplied = 0;
   private lastAppliedTerm = 0;
   private snapshotIndex = 0;
+  /** A snapshot taken whose data is being written (see takeSnapshot); null when none is. */
+  private snapshotPreparing: { readonly snapshot: StoredSnapshot; written: boolean } | null = null;
+  private snapshotWrites: Promise<void> = Promise.resolve();
   private role: Role = 'follower';
   private leader: NodeId = '';
 
@@ -424,6 +427,7 @@ export class RaftConsensus {
     if (this.ticker !== null) clearInterval(this.ticker);
     this.ticker = null;
     await this.loopDone;
+    await this.snapshotWrites;
     this.rejectAll(new ShutdownError());
     if (wasRunning) {
       try {
@@ -884,6 +888,10 @@ export class RaftConsensus {
         core.advance();
         await this.afterAdvance(core);
       }
+      // A snapshot's data written while the loop was idle.
+      if (this.state === 'running' && this.snapshotPreparing?.written === true) {
+        await this.saveSnapshot(core);
+      }
       if (this.state === 'running') {
         // No Ready left: every request stepped so far was answered or dropped by the core.
         for (const pending of this.pendingRequests.values()) pending.resolve(null);
@@ -967,9 +975,11 @@ export class RaftConsensus {
 
   private async afterAdvance(core: RaftCore): Promise<void> {
     this.checkWaiters();
+    if (this.snapshotPreparing?.written === true) await this.saveSnapshot(core);
     if (
       this.snapshotCallbacks !== null &&
       this.snapshotEveryEntries > 0 &&
+      this.snapshotPreparing === null &&
       this.lastApplied - this.snapshotIndex >= this.snapshotEveryEntries
     ) {
       await this.takeSnapshot(core);
@@ -1081,6 +1091,12 @@ export class RaftConsensus {
     }
   }
 
+  /**
+   * Takes the state machine's snapshot. With storage that can prepare it, its data is written
+   * while the loop goes on (writing a few MB durably in the loop held up every request for
+   * as long), and the loop saves it once written ({@link saveSnapshot}); otherwise it is saved
+   * at once.
+   */
   private async takeSnapshot(core: RaftCore): Promise<void> {
     const callbacks = this.snapshotCallbacks;
     if (callbacks === null) return;
@@ -1089,10 +1105,38 @@ export class RaftConsensus {
     const index = this.lastApplied;
     const meta: SnapshotMeta = { index, term: this.lastAppliedTerm, conf: core.status().conf };
     const app = await callbacks.take();
-    await this.persistence.saveSnapshot({ meta, data: this.encodeSnapshot(app) });
+    const preparing = { snapshot: { meta, data: this.encodeSnapshot(app) }, written: false };
+    this.snapshotPreparing = preparing;
+    if (this.persistence.prepareSnapshot === undefined) {
+      preparing.written = true;
+      await this.saveSnapshot(core);
+      return;
+    }
+    this.snapshotWrites = this.persistence.prepareSnapshot(preparing.snapshot).then(
+      () => {
+        preparing.written = true;
+        // Saved by the loop after its current Ready, or now if it is idle.
+        this.schedule();
+      },
+      (error: unknown) => {
+        if (this.state !== 'stopped') this.fail(error);
+      },
+    );
+  }
+
+  /**
+   * Saves the snapshot whose data is written, tells the core, and compacts the log behind it.
+   * A snapshot from the leader, installed meanwhile, supersedes it.
+   */
+  private async saveSnapshot(core: RaftCore): Promise<void> {
+    const { snapshot } = this.snapshotPreparing!;
+    this.snapshotPreparing = null;
+    const { meta } = snapshot;
+    if (meta.index <= this.snapshotIndex) return;
+    await this.persistence.saveSnapshot(snapshot);
     core.snapshotCreated(meta);
-    this.snapshotIndex = index;
-    const compactTo = index - this.compactKeepEntries;
+    this.snapshotIndex = meta.index;
+    const compactTo = meta.index - this.compactKeepEntries;
     if (compactTo >= core.status().firstIndex) {
       core.compact(compactTo);
       await this.persistence.compact(compactTo);

@@ -206,6 +206,10 @@ export class FilePersistence implements RaftPersistence {
   /** Items taken off the queue and being written; rejected too if the write fails. */
   private inFlight: QueueItem[] = [];
   private flushing: Promise<void> | null = null;
+  /** Snapshot files being written, one after another (see prepareSnapshot). */
+  private snapshotFiles: Promise<void> = Promise.resolve();
+  /** The snapshot whose file prepareSnapshot wrote, as `index/term`, until it is saved. */
+  private preparedSnapshot: string | null = null;
 
   // What the WAL says once everything queued is written: used to check callers' updates.
   private queuedLastIndex = 0;
@@ -676,10 +680,12 @@ export class FilePersistence implements RaftPersistence {
     this.queuedSnapshot = point;
     // Replay starts at the snapshot, so a log shorter than it comes back empty at the snapshot.
     this.queuedLastIndex = Math.max(this.queuedLastIndex, index);
+    const prepared = this.preparedSnapshot === pointKey(point);
+    if (prepared) this.preparedSnapshot = null;
     const written = new Promise<void>((resolve, reject) => {
       this.enqueue({
         kind: 'write',
-        snapshotFile: snapshot,
+        snapshotFile: prepared ? null : snapshot,
         isSave: false,
         records: encoder.bytes,
         sync: true,
@@ -692,6 +698,25 @@ export class FilePersistence implements RaftPersistence {
     });
     const pruned = this.enqueueTask(() => this.pruneSnapshots());
     await Promise.all([written, pruned]);
+  }
+
+  /**
+   * Writes a snapshot's file durably beside the log: saves queued before or after it neither
+   * wait for it nor hold it up (a few MB written and synced in the queue held up every save
+   * behind it). A later {@link saveSnapshot} of the same snapshot then only queues the record
+   * that certifies the file; until that record is durable, recovery ignores the file and
+   * removes it.
+   */
+  async prepareSnapshot(snapshot: StoredSnapshot): Promise<void> {
+    checkSnapshot(snapshot, 'Cannot prepare snapshot');
+    this.checkWritable('prepare snapshot');
+    try {
+      await this.writeSnapshotFileInTurn(snapshot);
+    } catch (error) {
+      this.fail(error);
+      throw this.failure!;
+    }
+    this.preparedSnapshot = pointKey(snapshot.meta);
   }
 
   async loadSnapshot(): Promise<StoredSnapshot | null> {
@@ -728,6 +753,7 @@ export class FilePersistence implements RaftPersistence {
     const wasOpen = this.phase === 'open';
     this.phase = 'closing';
     try {
+      await this.snapshotFiles;
       while (this.flushing !== null) await this.flushing;
       const active = this.active;
       this.active = null;
@@ -791,7 +817,7 @@ export class FilePersistence implements RaftPersistence {
         }
         if (head.snapshotFile !== null) {
           this.inFlight = this.queue.splice(0, 1);
-          await this.writeSnapshotFile(head.snapshotFile);
+          await this.writeSnapshotFileInTurn(head.snapshotFile);
           head.snapshotFile = null;
           this.queue.unshift(head);
           this.inFlight = [];
@@ -964,12 +990,24 @@ export class FilePersistence implements RaftPersistence {
     this.counters.snapshotsWritten++;
   }
 
-  /** Keeps the newest `snapshotsRetained` snapshot files. */
+  /** Writes a snapshot file once the ones before it are written: two never share a temp file. */
+  private writeSnapshotFileInTurn(snapshot: StoredSnapshot): Promise<void> {
+    const written = this.snapshotFiles.then(() => this.writeSnapshotFile(snapshot));
+    this.snapshotFiles = written.catch(() => undefined);
+    return written;
+  }
+
+  /**
+   * Keeps the newest `snapshotsRetained` snapshot files the log has certified. A newer file is
+   * left alone and not counted: it may be one being written beside the log, not certified yet,
+   * and counting it could delete the only snapshot recovery can use.
+   */
   private async pruneSnapshots(): Promise<void> {
+    const certifiedIndex = this.durableSnapshot?.point.index ?? 0;
     const files: { index: number; term: number; name: string }[] = [];
     for (const name of await this.fs.readdir(this.snapDir)) {
       const point = parseSnapshotFileName(name);
-      if (point !== null) files.push({ ...point, name });
+      if (point !== null && point.index <= certifiedIndex) files.push({ ...point, name });
     }
     files.sort((a, b) => b.index - a.index || b.term - a.term);
     let removed = false;

@@ -39,6 +39,11 @@ export interface RaftPersistence {
   save(update: PersistUpdate, sync: boolean): Promise<void>;
   /** Stores a snapshot the local state machine made, atomically; resolves once durable. */
   saveSnapshot(snapshot: StoredSnapshot): Promise<void>;
+  /**
+   * Optional: does the slow part of a later `saveSnapshot` of the same snapshot (writing its
+   * data) without holding up saves meanwhile; the snapshot counts only once saved.
+   */
+  prepareSnapshot?(snapshot: StoredSnapshot): Promise<void>;
   /** The latest durable snapshot, or null. */
   loadSnapshot(): Promise<StoredSnapshot | null>;
   /** Lets storage drop log records of entries <= index (covered by a durable snapshot). */

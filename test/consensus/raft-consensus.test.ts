@@ -15,6 +15,7 @@ import {
 } from '../../src/errors.js';
 import type { AppendRequest, Message } from '../../src/raft/types.js';
 import { MemoryPersistence } from '../../src/storage/memory.js';
+import type { StoredSnapshot } from '../../src/storage/types.js';
 import {
   makeNode,
   nodeInfos,
@@ -245,6 +246,55 @@ describe('snapshots, membership and transfer', () => {
     await waitUntil(() => lagging.machine.values.get('k19') === '19', 5_000, 'catch-up');
     expect(lagging.raft.status().raft!.snapshotIndex).toBeGreaterThan(0);
     expect([...lagging.machine.values]).toEqual([...leader.machine.values]);
+  });
+
+  it('commits on while a snapshot is written, then records it and compacts the log', async () => {
+    let release = (): void => undefined;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const prepared: number[] = [];
+    // Storage that writes snapshot data beside the log, here held until the test lets go.
+    class PreparingPersistence extends MemoryPersistence {
+      async prepareSnapshot(snapshot: StoredSnapshot): Promise<void> {
+        prepared.push(snapshot.meta.index);
+        await gate;
+      }
+    }
+    const persistence = new PreparingPersistence();
+    const transport = new LocalTransport();
+    const infos = nodeInfos(1);
+    const node = makeNode(
+      transport,
+      infos[0]!,
+      infos,
+      { snapshotEveryEntries: 5, compactKeepEntries: 0 },
+      persistence,
+    );
+    running.push(node);
+    // Shutting down waits for the write: a failed check must not leave it held.
+    try {
+      await node.raft.initialize();
+      await waitForLeader([node]);
+      for (let k = 0; k < 6; k++) await node.raft.submitCommand('SET', `k${k}=${k}`);
+      expect(prepared).toHaveLength(1);
+      const snapshotIndex = prepared[0]!;
+      // The loop goes on: commands commit, and no second snapshot starts meanwhile.
+      for (let k = 6; k < 20; k++) await node.raft.submitCommand('SET', `k${k}=${k}`);
+      expect(node.machine.values.get('k19')).toBe('19');
+      expect(prepared).toHaveLength(1);
+      expect(node.raft.status().raft!.snapshotIndex).toBe(0);
+      // Only the membership snapshot of the start is stored.
+      expect((await persistence.loadSnapshot())?.meta.index).toBe(0);
+      release();
+      await waitUntil(
+        () => node.raft.status().raft!.snapshotIndex === snapshotIndex,
+        5_000,
+        'the snapshot recorded',
+      );
+      expect((await persistence.loadSnapshot())?.meta.index).toBe(snapshotIndex);
+      expect(node.raft.status().raft!.firstIndex).toBe(snapshotIndex + 1);
+    } finally {
+      release();
+    }
   });
 
   it('adds a node that joins with no state, then removes another', async () => {

@@ -203,6 +203,75 @@ describe('FilePersistence', () => {
     expect(state.log.lastIndex()).toBe(50);
   });
 
+  it('prepares a snapshot file beside the log: saves meanwhile do not wait for it', async () => {
+    // Snapshot files are synced (fsync) and WAL segments fdatasynced: hold the first sync.
+    let releaseSync = (): void => undefined;
+    const syncHeld = new Promise<void>((resolve) => (releaseSync = resolve));
+    let syncStarted = (): void => undefined;
+    const started = new Promise<void>((resolve) => (syncStarted = resolve));
+    const slowSnapshotFs: StorageFs = {
+      ...nodeFs,
+      async open(path, mode) {
+        const file = await nodeFs.open(path, mode);
+        if (!path.includes(`${join(dir.path, 'snap')}`)) return file;
+        return {
+          write: (chunks, position) => file.write(chunks, position),
+          datasync: () => file.datasync(),
+          sync: async () => {
+            syncStarted();
+            await syncHeld;
+            await file.sync();
+          },
+          truncate: (size) => file.truncate(size),
+          close: () => file.close(),
+        };
+      },
+    };
+    const storage = open({ fs: slowSnapshotFs });
+    await storage.load();
+    await storage.save({ snapshot: null, entries: runOf(1, 20, 1), hardState: null }, true);
+    let prepared = false;
+    const preparing = storage.prepareSnapshot(snapshotAt(10, 1)).then(() => (prepared = true));
+    await started;
+    await storage.save({ snapshot: null, entries: runOf(21, 5, 1), hardState: null }, true);
+    expect(prepared).toBe(false);
+    releaseSync();
+    await preparing;
+    // Saving it now writes only the record that certifies the file.
+    const written = storage.stats().snapshotsWritten;
+    await storage.saveSnapshot(snapshotAt(10, 1));
+    expect(storage.stats().snapshotsWritten).toBe(written);
+    await storage.compact(10);
+    const { state } = await reopen(storage);
+    expect(state.snapshot?.meta.index).toBe(10);
+    expect(new TextDecoder().decode(state.snapshot?.data)).toBe('state@10');
+    expect(state.log.lastIndex()).toBe(25);
+  });
+
+  it('ignores a prepared snapshot never saved: recovery removes it, pruning does not count it', async () => {
+    const storage = open({ limits: { snapshotsRetained: 1 } });
+    await storage.load();
+    await storage.save({ snapshot: null, entries: runOf(1, 30, 1), hardState: null }, true);
+    await storage.saveSnapshot(snapshotAt(10, 1));
+    await storage.compact(10);
+    await storage.prepareSnapshot(snapshotAt(20, 1));
+    // Pruning for another save must keep the certified snapshot at 10, the only one recovery
+    // could use, though the prepared file at 20 is newer.
+    await storage.saveSnapshot(snapshotAt(15, 1));
+    expect((await readdir(join(dir.path, 'snap'))).sort()).toEqual([
+      '000000000000000f-0000000000000001.snap',
+      '0000000000000014-0000000000000001.snap',
+    ]);
+    const warnings: string[] = [];
+    const { state } = await reopen(storage, { onWarning: (message) => warnings.push(message) });
+    expect(state.snapshot?.meta.index).toBe(15);
+    expect(state.log.lastIndex()).toBe(30);
+    expect(warnings.join('\n')).toMatch(/Removed snapshot .*0000000000000014.*never recorded it/);
+    expect(await readdir(join(dir.path, 'snap'))).toEqual([
+      '000000000000000f-0000000000000001.snap',
+    ]);
+  });
+
   it('installs a snapshot from the leader: the log restarts after it', async () => {
     const storage = open();
     await storage.load();
