@@ -860,8 +860,11 @@ export class RaftConsensus {
       this.loopRunning = true;
       this.loopDone = this.runLoop().finally(() => {
         this.loopRunning = false;
-        // Something may have been stepped while the last Ready was in flight.
-        if (this.core?.hasReady() === true) this.schedule();
+        // Something may have been stepped, or a snapshot's file written, while the last Ready
+        // was in flight.
+        if (this.core?.hasReady() === true || this.snapshotPreparing?.written === true) {
+          this.schedule();
+        }
       });
     });
   }
@@ -881,15 +884,17 @@ export class RaftConsensus {
     const core = this.core;
     if (core === null) return;
     try {
-      while (this.state === 'running' && core.hasReady()) {
-        const ready = core.ready();
-        this.readyCount++;
-        await this.handleReady(ready, this.readyCount);
-        core.advance();
-        await this.afterAdvance(core);
-      }
-      // A snapshot's data written while the loop was idle.
-      if (this.state === 'running' && this.snapshotPreparing?.written === true) {
+      for (;;) {
+        while (this.state === 'running' && core.hasReady()) {
+          const ready = core.ready();
+          this.readyCount++;
+          await this.handleReady(ready, this.readyCount);
+          core.advance();
+          await this.afterAdvance(core);
+        }
+        // A snapshot's file written while the loop had no Ready; what is stepped while it is
+        // saved makes new Readys.
+        if (this.state !== 'running' || this.snapshotPreparing?.written !== true) break;
         await this.saveSnapshot(core);
       }
       if (this.state === 'running') {

@@ -34,6 +34,7 @@ function isLoneLocalWrite(version: Version, region: string): boolean {
   );
 }
 
+/** One key's state in the key-value state machine's map (see the module comment). */
 export class KeyRecord {
   /** Index of the latest write of this key that originated here; 0 for none. */
   localIndex = 0;

@@ -208,8 +208,8 @@ export class FilePersistence implements RaftPersistence {
   private flushing: Promise<void> | null = null;
   /** Snapshot files being written, one after another (see prepareSnapshot). */
   private snapshotFiles: Promise<void> = Promise.resolve();
-  /** The snapshot whose file prepareSnapshot wrote, as `index/term`, until it is saved. */
-  private preparedSnapshot: string | null = null;
+  /** The snapshot whose file prepareSnapshot wrote, until it is saved. */
+  private preparedSnapshot: StoredSnapshot | null = null;
 
   // What the WAL says once everything queued is written: used to check callers' updates.
   private queuedLastIndex = 0;
@@ -332,7 +332,7 @@ export class FilePersistence implements RaftPersistence {
       replay = await this.replay(segments, snapshot === null ? noSnapshot : snapshot.meta);
       if (candidate === null || replay.certified.has(pointKey(candidate.point))) break;
       warn(
-        `Removed snapshot ${candidate.path}: the WAL never recorded it (a crash while it was being saved)`,
+        `Removed snapshot ${candidate.path}: the WAL never recorded it (the node crashed or stopped while it was being saved)`,
       );
       disposeLog(replay.log);
       await this.fs.unlink(candidate.path);
@@ -680,7 +680,8 @@ export class FilePersistence implements RaftPersistence {
     this.queuedSnapshot = point;
     // Replay starts at the snapshot, so a log shorter than it comes back empty at the snapshot.
     this.queuedLastIndex = Math.max(this.queuedLastIndex, index);
-    const prepared = this.preparedSnapshot === pointKey(point);
+    // The very object prepared: another with the same index and term may hold other data.
+    const prepared = this.preparedSnapshot === snapshot;
     if (prepared) this.preparedSnapshot = null;
     const written = new Promise<void>((resolve, reject) => {
       this.enqueue({
@@ -701,11 +702,12 @@ export class FilePersistence implements RaftPersistence {
   }
 
   /**
-   * Writes a snapshot's file durably beside the log: saves queued before or after it neither
+   * Writes a snapshot's file durably beside the log: saves of entries and hard state neither
    * wait for it nor hold it up (a few MB written and synced in the queue held up every save
-   * behind it). A later {@link saveSnapshot} of the same snapshot then only queues the record
-   * that certifies the file; until that record is durable, recovery ignores the file and
-   * removes it.
+   * behind it); a leader's snapshot being installed waits for it. A later
+   * {@link saveSnapshot} of the same snapshot object then only queues the record that
+   * certifies the file; until that record is durable, recovery ignores the file and removes
+   * it.
    */
   async prepareSnapshot(snapshot: StoredSnapshot): Promise<void> {
     checkSnapshot(snapshot, 'Cannot prepare snapshot');
@@ -716,7 +718,7 @@ export class FilePersistence implements RaftPersistence {
       this.fail(error);
       throw this.failure!;
     }
-    this.preparedSnapshot = pointKey(snapshot.meta);
+    this.preparedSnapshot = snapshot;
   }
 
   async loadSnapshot(): Promise<StoredSnapshot | null> {

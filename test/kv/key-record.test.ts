@@ -9,7 +9,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ConflictResolutionStrategy } from '../../src/conflict/conflict-resolver.js';
 import { withDot, type Version } from '../../src/conflict/dvv.js';
-import { compareHlc, type HlcTimestamp } from '../../src/conflict/hlc.js';
+import { compareHlc, hlcLogicalMax, type HlcTimestamp } from '../../src/conflict/hlc.js';
 import { KvStateMachine } from '../../src/kv/state-machine.js';
 import {
   decodeVersionedSnapshot,
@@ -56,7 +56,11 @@ function expectedLocalWrite(
   let hlc = stamp;
   for (const sibling of before?.siblings ?? []) {
     if (compareHlc(hlc, sibling.hlc) <= 0) {
-      hlc = { wallMs: sibling.hlc.wallMs, logical: sibling.hlc.logical + 1, node: hlc.node };
+      const { wallMs, logical } = sibling.hlc;
+      hlc =
+        logical < hlcLogicalMax
+          ? { wallMs, logical: logical + 1, node: hlc.node }
+          : { wallMs: wallMs + 1, logical: 0, node: hlc.node };
     }
   }
   return { siblings: [{ value, hlc, dot, region }], context: withDot(context, dot) };

@@ -231,7 +231,8 @@ describe('FilePersistence', () => {
     await storage.load();
     await storage.save({ snapshot: null, entries: runOf(1, 20, 1), hardState: null }, true);
     let prepared = false;
-    const preparing = storage.prepareSnapshot(snapshotAt(10, 1)).then(() => (prepared = true));
+    const snapshot = snapshotAt(10, 1);
+    const preparing = storage.prepareSnapshot(snapshot).then(() => (prepared = true));
     await started;
     await storage.save({ snapshot: null, entries: runOf(21, 5, 1), hardState: null }, true);
     expect(prepared).toBe(false);
@@ -239,13 +240,23 @@ describe('FilePersistence', () => {
     await preparing;
     // Saving it now writes only the record that certifies the file.
     const written = storage.stats().snapshotsWritten;
-    await storage.saveSnapshot(snapshotAt(10, 1));
+    await storage.saveSnapshot(snapshot);
     expect(storage.stats().snapshotsWritten).toBe(written);
     await storage.compact(10);
     const { state } = await reopen(storage);
     expect(state.snapshot?.meta.index).toBe(10);
     expect(new TextDecoder().decode(state.snapshot?.data)).toBe('state@10');
     expect(state.log.lastIndex()).toBe(25);
+  });
+
+  it('writes a saved snapshot again when it is not the object prepared', async () => {
+    const storage = open();
+    await storage.load();
+    await storage.save({ snapshot: null, entries: runOf(1, 20, 1), hardState: null }, true);
+    await storage.prepareSnapshot(snapshotAt(10, 1, 'prepared'));
+    await storage.saveSnapshot(snapshotAt(10, 1, 'saved'));
+    const { state } = await reopen(storage);
+    expect(new TextDecoder().decode(state.snapshot?.data)).toBe('saved');
   });
 
   it('ignores a prepared snapshot never saved: recovery removes it, pruning does not count it', async () => {
@@ -255,8 +266,8 @@ describe('FilePersistence', () => {
     await storage.saveSnapshot(snapshotAt(10, 1));
     await storage.compact(10);
     await storage.prepareSnapshot(snapshotAt(20, 1));
-    // Pruning for another save must keep the certified snapshot at 10, the only one recovery
-    // could use, though the prepared file at 20 is newer.
+    // Pruning for another save counts certified files only: it keeps 15, the only one recovery
+    // can use, though the prepared file at 20 is newer (counting 20 would delete 15).
     await storage.saveSnapshot(snapshotAt(15, 1));
     expect((await readdir(join(dir.path, 'snap'))).sort()).toEqual([
       '000000000000000f-0000000000000001.snap',
