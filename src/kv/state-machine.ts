@@ -409,12 +409,16 @@ export class KvStateMachine {
   /** The whole state, applied index included, in the versioned (v2) snapshot encoding. */
   snapshot(): Uint8Array {
     const keys = [...this.records.keys()].sort();
+    const records = this.records;
     return encodeVersionedSnapshot({
       appliedIndex: this.applied,
       region: this.region,
       clockHigh: this.clock,
       inbound: [...this.inbound].sort((a, b) => compareNodeIds(a[0], b[0])),
-      keys: keys.map((key) => this.records.get(key)!.toSnapshot()),
+      keyCount: keys.length,
+      keys: (function* () {
+        for (const key of keys) yield records.get(key)!.toSnapshot();
+      })(),
     });
   }
 

@@ -34,6 +34,7 @@
  *     | u32 CRC-32 of every byte before it
  */
 import { crc32 } from 'node:zlib';
+import { assert } from '../assert.js';
 import type { KvLimits } from '../config.js';
 import { BadRequestError } from '../errors.js';
 import {
@@ -84,9 +85,15 @@ const smallCopyBytesMax = 32;
 
 /** A growable little-endian writer (sizes here are not known up front). */
 export class ByteWriter {
-  private buffer = new Uint8Array(256);
-  private view = new DataView(this.buffer.buffer);
+  private buffer: Uint8Array;
+  private view: DataView;
   private at = 0;
+
+  /** `initialBytes`: room to start with (it doubles as needed). */
+  constructor(initialBytes = 256) {
+    this.buffer = new Uint8Array(initialBytes);
+    this.view = new DataView(this.buffer.buffer);
+  }
 
   /** Bytes written so far. */
   get length(): number {
@@ -507,9 +514,24 @@ export interface VersionedSnapshotContents {
   readonly keys: readonly KeySnapshot[];
 }
 
+/**
+ * What {@link encodeVersionedSnapshot} writes: the contents, with the keys asked for one at a
+ * time, so that a state machine can build each key's versions just before it is written
+ * (built all at once, they outlived a scavenge or two, which copied them all).
+ */
+export interface VersionedSnapshotSource extends Omit<VersionedSnapshotContents, 'keys'> {
+  /** How many keys `keys` yields. */
+  readonly keyCount: number;
+  /** Ascending keys. */
+  readonly keys: Iterable<KeySnapshot>;
+}
+
+/** Bytes a key of a snapshot takes at least: room reserved up front per key. */
+const snapshotKeyBytesMin = 64;
+
 /** Encodes a v2 snapshot; keys and origins must already be sorted ascending. */
-export function encodeVersionedSnapshot(contents: VersionedSnapshotContents): Uint8Array {
-  const writer = new ByteWriter();
+export function encodeVersionedSnapshot(contents: VersionedSnapshotSource): Uint8Array {
+  const writer = new ByteWriter(256 + contents.keyCount * snapshotKeyBytesMin);
   for (const byte of snapshotMagic) writer.u8(byte);
   writer.u8(versionedSnapshotVersion);
   writer.u8(0);
@@ -528,8 +550,10 @@ export function encodeVersionedSnapshot(contents: VersionedSnapshotContents): Ui
     writer.str8(origin);
     writer.f64(position);
   }
-  writer.u32(contents.keys.length);
+  writer.u32(contents.keyCount);
+  let written = 0;
   for (const record of contents.keys) {
+    written++;
     writer.str16(record.key);
     writeVersion(writer, record.version);
     writer.f64(record.localIndex);
@@ -542,6 +566,7 @@ export function encodeVersionedSnapshot(contents: VersionedSnapshotContents): Ui
       writeVersion(writer, record.local);
     }
   }
+  assert(written === contents.keyCount, () => `wrote ${written} keys of ${contents.keyCount}`);
   writer.u32(crc32(writer.peek()));
   return writer.finish();
 }
