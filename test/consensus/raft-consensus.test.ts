@@ -32,6 +32,28 @@ afterEach(async () => {
   running = [];
 });
 
+/** Storage that writes snapshot data beside the log, which a test can hold back. */
+class PreparingPersistence extends MemoryPersistence {
+  /** The index of every snapshot prepared. */
+  readonly prepared: number[] = [];
+  private gate: Promise<void> = Promise.resolve();
+  private open = (): void => undefined;
+
+  /** Holds the snapshot writes that start from now on until {@link release}. */
+  hold(): void {
+    this.gate = new Promise((resolve) => (this.open = resolve));
+  }
+
+  release(): void {
+    this.open();
+  }
+
+  async prepareSnapshot(snapshot: StoredSnapshot): Promise<void> {
+    this.prepared.push(snapshot.meta.index);
+    await this.gate;
+  }
+}
+
 async function cluster(count: number, options = {}) {
   const started = await startCluster(count, options);
   running.push(...started.nodes);
@@ -249,17 +271,8 @@ describe('snapshots, membership and transfer', () => {
   });
 
   it('commits on while a snapshot is written, then records it and compacts the log', async () => {
-    let release = (): void => undefined;
-    const gate = new Promise<void>((resolve) => (release = resolve));
-    const prepared: number[] = [];
-    // Storage that writes snapshot data beside the log, here held until the test lets go.
-    class PreparingPersistence extends MemoryPersistence {
-      async prepareSnapshot(snapshot: StoredSnapshot): Promise<void> {
-        prepared.push(snapshot.meta.index);
-        await gate;
-      }
-    }
     const persistence = new PreparingPersistence();
+    persistence.hold();
     const transport = new LocalTransport();
     const infos = nodeInfos(1);
     const node = makeNode(
@@ -275,16 +288,16 @@ describe('snapshots, membership and transfer', () => {
       await node.raft.initialize();
       await waitForLeader([node]);
       for (let k = 0; k < 6; k++) await node.raft.submitCommand('SET', `k${k}=${k}`);
-      expect(prepared).toHaveLength(1);
-      const snapshotIndex = prepared[0]!;
+      expect(persistence.prepared).toHaveLength(1);
+      const snapshotIndex = persistence.prepared[0]!;
       // The loop goes on: commands commit, and no second snapshot starts meanwhile.
       for (let k = 6; k < 20; k++) await node.raft.submitCommand('SET', `k${k}=${k}`);
       expect(node.machine.values.get('k19')).toBe('19');
-      expect(prepared).toHaveLength(1);
+      expect(persistence.prepared).toHaveLength(1);
       expect(node.raft.status().raft!.snapshotIndex).toBe(0);
       // Only the membership snapshot of the start is stored.
       expect((await persistence.loadSnapshot())?.meta.index).toBe(0);
-      release();
+      persistence.release();
       await waitUntil(
         () => node.raft.status().raft!.snapshotIndex === snapshotIndex,
         5_000,
@@ -293,7 +306,48 @@ describe('snapshots, membership and transfer', () => {
       expect((await persistence.loadSnapshot())?.meta.index).toBe(snapshotIndex);
       expect(node.raft.status().raft!.firstIndex).toBe(snapshotIndex + 1);
     } finally {
-      release();
+      persistence.release();
+    }
+  });
+
+  it("drops its own snapshot, still being written, for the leader's newer one", async () => {
+    const transport = new LocalTransport();
+    const infos = nodeInfos(3);
+    const options = { snapshotEveryEntries: 5, compactKeepEntries: 0 };
+    const nodes = infos.map((info) =>
+      makeNode(transport, info, infos, options, new PreparingPersistence()),
+    );
+    running.push(...nodes);
+    for (const node of nodes) await node.raft.initialize();
+    const leader = await waitForLeader(nodes);
+    const follower = nodes.find((node) => node !== leader)!;
+    const storage = follower.persistence as PreparingPersistence;
+    storage.hold();
+    try {
+      for (let k = 0; k < 6; k++) await leader.raft.submitCommand('SET', `k${k}=${k}`);
+      await waitUntil(() => storage.prepared.length === 1, 5_000, "the follower's snapshot");
+      const own = storage.prepared[0]!;
+      // While its snapshot is being written, it misses enough for the leader to send its own.
+      transport.isolate(follower.info.id);
+      for (let k = 6; k < 30; k++) await leader.raft.submitCommand('SET', `k${k}=${k}`);
+      transport.heal();
+      await waitUntil(
+        () => follower.machine.values.get('k29') === '29',
+        5_000,
+        "the leader's snapshot installed",
+      );
+      const installed = follower.raft.status().raft!.snapshotIndex;
+      expect(installed).toBeGreaterThan(own);
+      storage.release();
+      // Its own, older snapshot is dropped; it stays a working member.
+      await leader.raft.submitCommand('SET', 'after=1');
+      await waitUntil(() => follower.machine.values.get('after') === '1', 5_000, 'a new write');
+      expect(follower.raft.status().raft!.snapshotIndex).toBeGreaterThanOrEqual(installed);
+      expect(follower.raft.getState()).toBe('follower');
+      expect((await storage.loadSnapshot())!.meta.index).toBeGreaterThanOrEqual(installed);
+      expect([...follower.machine.values]).toEqual([...leader.machine.values]);
+    } finally {
+      storage.release();
     }
   });
 
