@@ -307,6 +307,7 @@ export class RaftConsensus {
   private snapshotIndex = 0;
   /** A snapshot taken whose data is being written (see takeSnapshot); null when none is. */
   private snapshotPreparing: { readonly snapshot: StoredSnapshot; written: boolean } | null = null;
+  /** The last snapshot data write started; shutdown waits for it before closing storage. */
   private snapshotWrites: Promise<void> = Promise.resolve();
   private role: Role = 'follower';
   private leader: NodeId = '';
