@@ -3,7 +3,8 @@
 // metrics, clear 4xx answers to bad requests, and a disk that fails (507, stale reads served).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PhantomNode } from '../../src/node/node.js';
-import { nodeFs, type StorageFs } from '../../src/storage/fs.js';
+import type { StorageFs } from '../../src/storage/fs.js';
+import { hookedFs } from '../storage/helpers/hooked-fs.js';
 import { call, cbor, cleanUp, startInProcessNode, type StatusBody } from './helpers.js';
 
 interface ErrorBody {
@@ -432,26 +433,16 @@ describe('client API of a one-node node', () => {
 /** The real file system, except that datasync fails with ENOSPC once `failing` is set. */
 function faultyFs(): { fs: StorageFs; fail: () => void } {
   let failing = false;
-  const fs: StorageFs = {
-    ...nodeFs,
-    async open(path, mode) {
-      const file = await nodeFs.open(path, mode);
-      return {
-        write: (chunks, position) => file.write(chunks, position),
-        datasync: () =>
-          failing
-            ? Promise.reject(
-                Object.assign(new Error('ENOSPC: no space left on device, fdatasync'), {
-                  code: 'ENOSPC',
-                }),
-              )
-            : file.datasync(),
-        sync: () => file.sync(),
-        truncate: (size) => file.truncate(size),
-        close: () => file.close(),
-      };
-    },
-  };
+  const fs = hookedFs((_path, file) => ({
+    datasync: () =>
+      failing
+        ? Promise.reject(
+            Object.assign(new Error('ENOSPC: no space left on device, fdatasync'), {
+              code: 'ENOSPC',
+            }),
+          )
+        : file.datasync(),
+  }));
   return { fs, fail: () => (failing = true) };
 }
 

@@ -8,8 +8,6 @@ import { emptyBatch } from '../../src/raft/batch.js';
 import type { StoredSnapshot } from '../../src/storage/types.js';
 import { FilePersistence } from '../../src/storage/file-persistence.js';
 import type { FilePersistenceOptions } from '../../src/storage/file-persistence.js';
-import { nodeFs } from '../../src/storage/fs.js';
-import type { StorageFs } from '../../src/storage/fs.js';
 import {
   createTestLog,
   expectIntact,
@@ -18,6 +16,7 @@ import {
   tempDir,
   termsOf,
 } from './helpers/entries.js';
+import { hookedFs } from './helpers/hooked-fs.js';
 
 const conf = { voters: ['n1', 'n2', 'n3'], votersOutgoing: [], learners: [] };
 const noUpdate = { snapshot: null, entries: null, hardState: null };
@@ -209,24 +208,17 @@ describe('FilePersistence', () => {
     const syncHeld = new Promise<void>((resolve) => (releaseSync = resolve));
     let syncStarted = (): void => undefined;
     const started = new Promise<void>((resolve) => (syncStarted = resolve));
-    const slowSnapshotFs: StorageFs = {
-      ...nodeFs,
-      async open(path, mode) {
-        const file = await nodeFs.open(path, mode);
-        if (!path.includes(`${join(dir.path, 'snap')}`)) return file;
-        return {
-          write: (chunks, position) => file.write(chunks, position),
-          datasync: () => file.datasync(),
-          sync: async () => {
-            syncStarted();
-            await syncHeld;
-            await file.sync();
-          },
-          truncate: (size) => file.truncate(size),
-          close: () => file.close(),
-        };
-      },
-    };
+    const slowSnapshotFs = hookedFs((path, file) =>
+      path.startsWith(join(dir.path, 'snap'))
+        ? {
+            sync: async () => {
+              syncStarted();
+              await syncHeld;
+              await file.sync();
+            },
+          }
+        : {},
+    );
     const storage = open({ fs: slowSnapshotFs });
     await storage.load();
     await storage.save({ snapshot: null, entries: runOf(1, 20, 1), hardState: null }, true);
@@ -329,22 +321,12 @@ describe('FilePersistence', () => {
 
   it('coalesces concurrent saves into one write and one fdatasync (group commit)', async () => {
     // A disk whose fdatasync takes 20 ms: saves that arrive meanwhile must share the next one.
-    const slowFs: StorageFs = {
-      ...nodeFs,
-      async open(path, mode) {
-        const file = await nodeFs.open(path, mode);
-        return {
-          write: (chunks, position) => file.write(chunks, position),
-          datasync: async () => {
-            await new Promise((resolve) => setTimeout(resolve, 20));
-            await file.datasync();
-          },
-          sync: () => file.sync(),
-          truncate: (size) => file.truncate(size),
-          close: () => file.close(),
-        };
+    const slowFs = hookedFs((_path, file) => ({
+      datasync: async () => {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        await file.datasync();
       },
-    };
+    }));
     const storage = open({ fs: slowFs });
     await storage.load();
     // 64 saves issued at once: one group.
@@ -377,23 +359,13 @@ describe('FilePersistence', () => {
   it('resolves saves in order, each after the fdatasync covering it', async () => {
     const events: string[] = [];
     let onDatasyncStart = (): void => undefined;
-    const tracingFs: StorageFs = {
-      ...nodeFs,
-      async open(path, mode) {
-        const file = await nodeFs.open(path, mode);
-        return {
-          write: (chunks, position) => file.write(chunks, position),
-          datasync: async () => {
-            onDatasyncStart();
-            await file.datasync();
-            events.push('fdatasync');
-          },
-          sync: () => file.sync(),
-          truncate: (size) => file.truncate(size),
-          close: () => file.close(),
-        };
+    const tracingFs = hookedFs((_path, file) => ({
+      datasync: async () => {
+        onDatasyncStart();
+        await file.datasync();
+        events.push('fdatasync');
       },
-    };
+    }));
     const storage = open({ fs: tracingFs });
     await storage.load();
     events.length = 0;
