@@ -8,28 +8,25 @@
  * - merged with another region first: a write from region `eu` was merged into every key
  *   before the local writes, so each key's context names two regions and is kept in full.
  *
+ * Each state's `snapshot()` is timed too (median of 21 back to back, the JIT warm): it runs in
+ * the Raft loop, on every member at the same index.
+ *
  * Why it matters: a key outlives the young generation, so every byte of a key's version is
  * copied twice by the scavenger, and on a node under load key versions were most of what a
  * scavenge copied (bench/README.md, "What the tail at 1 connection is").
  *
  * Run alone with `npx tsx bench/kv.ts`, or as the `kv` section of `npm run bench`.
  */
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { pathToFileURL } from 'node:url';
 import { ConflictResolutionStrategy } from '../src/conflict/conflict-resolver.js';
 import { Hlc } from '../src/conflict/hlc.js';
 import { KvStateMachine } from '../src/kv/state-machine.js';
 import { encodeRemoteBatch, encodeStampedCommand } from '../src/kv/versioned-codec.js';
+import { forceGc } from './force-gc.js';
 
 const keyCount = 20_000;
 const value = new Uint8Array(100).fill(7);
 const keys = Array.from({ length: keyCount }, (_, k) => `key-${String(k).padStart(8, '0')}`);
-
-const gc: () => void = (() => {
-  setFlagsFromString('--expose-gc');
-  return runInNewContext('gc') as () => void;
-})();
 
 /** Every key written once by region `eu`, shipped to `into` as one batch. */
 function mergeRemoteWrites(into: KvStateMachine): void {
@@ -74,9 +71,9 @@ interface Held {
  * a background task after the GC), so both figures are live data only.
  */
 async function settle(): Promise<NodeJS.MemoryUsage> {
-  gc();
+  forceGc();
   await new Promise((resolve) => setTimeout(resolve, 100));
-  gc();
+  forceGc();
   return process.memoryUsage();
 }
 
@@ -94,13 +91,28 @@ async function heldBy(build: () => KvStateMachine): Promise<{ kv: KvStateMachine
   };
 }
 
+/** The size of `kv`'s snapshot, and the median time of 21 `snapshot()` calls in a row. */
+function timeSnapshot(kv: KvStateMachine): { bytes: number; medianMs: number } {
+  const times: number[] = [];
+  let bytes = 0;
+  for (let k = 0; k < 21; k++) {
+    const started = performance.now();
+    bytes = kv.snapshot().length;
+    times.push(performance.now() - started);
+  }
+  times.sort((a, b) => a - b);
+  return { bytes, medianMs: times[10]! };
+}
+
 export async function run(): Promise<void> {
   console.log(
     `KvStateMachine of region us, ${keyCount.toLocaleString('en-US')} keys, values of ${value.length} bytes; bytes held per key after a forced GC`,
   );
   console.log('');
-  console.log('| shape | writes per key | heap B/key | off-heap B/key |');
-  console.log('| --- | --- | --- | --- |');
+  console.log(
+    '| shape | writes per key | heap B/key | off-heap B/key | snapshot KB | snapshot() ms |',
+  );
+  console.log('| --- | --- | --- | --- | --- | --- |');
   for (const [shape, merged] of [
     ['written here only', false],
     ['merged with another region first', true],
@@ -114,8 +126,9 @@ export async function run(): Promise<void> {
         return kv;
       });
       measured.push(kv);
+      const { bytes, medianMs } = timeSnapshot(kv);
       console.log(
-        `| ${shape} | ${writes} | ${Math.round(held.heapBytes)} | ${Math.round(held.offHeapBytes)} |`,
+        `| ${shape} | ${writes} | ${Math.round(held.heapBytes)} | ${Math.round(held.offHeapBytes)} | ${Math.round(bytes / 1024)} | ${medianMs.toFixed(1)} |`,
       );
     }
   }

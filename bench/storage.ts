@@ -24,23 +24,16 @@ import { mkdtemp, open, rm, readdir, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { setFlagsFromString } from 'node:v8';
 import { crc32 } from 'node:zlib';
-import { runInNewContext } from 'node:vm';
 import { EntryBatchBuilder, EntryType } from '../src/raft/batch.js';
 import type { EntryBatch } from '../src/raft/batch.js';
 import type { LogStore } from '../src/raft/types.js';
 import { createLog } from '../src/kernel/index.js';
 import { FilePersistence } from '../src/storage/file-persistence.js';
+import { forceGc } from './force-gc.js';
 
 const payloadBytes = 100;
 const conf = { voters: ['n1'], votersOutgoing: [], learners: [] };
-
-/** A forced full GC, so heap figures are live data rather than garbage not yet collected. */
-const gc: () => void = (() => {
-  setFlagsFromString('--expose-gc');
-  return runInNewContext('gc') as () => void;
-})();
 
 function batchOf(firstIndex: number, count: number, term = 1): EntryBatch {
   const builder = new EntryBatchBuilder(firstIndex, count, count * payloadBytes);
@@ -124,7 +117,7 @@ async function benchReplay(entries: number): Promise<void> {
       for (const kernel of ['wasm', 'ts'] as const) {
         const times: number[] = [];
         for (let run = 0; run < 3; run++) {
-          gc();
+          forceGc();
           const storage = new FilePersistence({ dir, createLog: () => createLog({ kernel }) });
           const t0 = performance.now();
           const state = await storage.load();
@@ -258,7 +251,7 @@ async function benchMemory(entries: number): Promise<void> {
         }
         if (next - 1 >= sampleAt) {
           sampleAt += sampleEvery;
-          gc();
+          forceGc();
           const usage = process.memoryUsage();
           samples.push({
             entries: next - 1,
