@@ -526,7 +526,7 @@ export interface VersionedSnapshotSource extends Omit<VersionedSnapshotContents,
   readonly keys: Iterable<KeySnapshot>;
 }
 
-/** Bytes a key of a snapshot takes at least: room reserved up front per key. */
+/** Room reserved up front per key of a snapshot (about a key with short ids and no value). */
 const snapshotKeyBytesMin = 64;
 
 /** Encodes a v2 snapshot; keys and origins must already be sorted ascending. */

@@ -17,6 +17,7 @@ import {
   decodeVersionedSnapshot,
   encodeRemoteBatch,
   encodeStampedCommand,
+  type RemoteBatch,
 } from '../../src/kv/versioned-codec.js';
 
 const keys = ['a', 'b', 'c'];
@@ -45,6 +46,21 @@ const step: fc.Arbitrary<Step> = fc.oneof(
   }),
   fc.record({ op: fc.constant('restore' as const), region: region01 }),
 );
+
+/** Applies on `to` everything `from` wrote that `to` has not applied yet, if anything. */
+function ship(from: KvStateMachine, to: KvStateMachine, strategy: RemoteBatch['strategy']): void {
+  const position = to.inboundPosition(from.region);
+  const { items, toIndex } = from.localChangesSince(position, 100_000, 1 << 30);
+  if (items.length === 0) return;
+  const payload = encodeRemoteBatch({
+    origin: from.region,
+    fromIndex: position + 1,
+    toIndex,
+    strategy,
+    items,
+  });
+  expect(to.applyRemoteBatch(to.appliedIndex + 1, payload).kind).toBe('applied');
+}
 
 /** What the dotted version vector rules say a local write of `region` makes of `before`. */
 function expectedLocalWrite(
@@ -114,19 +130,7 @@ describe('key records', () => {
             const shipped = kv.localChangesSince(kv.appliedIndex - 1, 1, 1 << 20).items;
             expect(shipped).toEqual([{ index: kv.appliedIndex, key: s.key, version: expected }]);
           } else if (s.op === 'ship') {
-            const from = machines[s.from]!;
-            const to = machines[1 - s.from]!;
-            const position = to.inboundPosition(from.region);
-            const { items, toIndex } = from.localChangesSince(position, 1_000, 1 << 30);
-            if (items.length === 0) continue;
-            const payload = encodeRemoteBatch({
-              origin: from.region,
-              fromIndex: position + 1,
-              toIndex,
-              strategy: s.strategy,
-              items,
-            });
-            expect(to.applyRemoteBatch(to.appliedIndex + 1, payload).kind).toBe('applied');
+            ship(machines[s.from]!, machines[1 - s.from]!, s.strategy);
           } else {
             const original = machines[s.region]!;
             expectLocalStoredOnce(original);
@@ -169,15 +173,7 @@ describe('the v2 snapshot encoding', () => {
       );
       if (i % 5 === 0) apply(eu, eu.encodePut(key, new Uint8Array([9])));
     }
-    const { items, toIndex } = eu.localChangesSince(0, 100_000, 1 << 30);
-    const batch = encodeRemoteBatch({
-      origin: 'eu',
-      fromIndex: 1,
-      toIndex,
-      strategy: ConflictResolutionStrategy.MULTI_VALUE,
-      items,
-    });
-    expect(us.applyRemoteBatch(us.appliedIndex + 1, batch).kind).toBe('applied');
+    ship(eu, us, ConflictResolutionStrategy.MULTI_VALUE);
     for (let i = 0; i < 200; i++) apply(us, us.encodePut(`k-${i}-é`, new Uint8Array([1])));
     const bytes = us.snapshot();
     expect(bytes.length).toBe(58_564);
