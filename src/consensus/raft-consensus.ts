@@ -397,6 +397,7 @@ export class RaftConsensus {
         ...(this.trace === undefined ? {} : { trace: this.trace }),
       };
       this.core = new RaftCore(coreOptions);
+      this.chooseSyncThread(this.role);
       this.lastApplied = applied;
       this.lastAppliedTerm = snapshot?.meta.term ?? 0;
       this.snapshotIndex = applied;
@@ -1070,6 +1071,7 @@ export class RaftConsensus {
     const wasLeader = this.role === 'leader';
     this.role = role;
     this.leader = leader;
+    this.chooseSyncThread(role);
     if (wasLeader && role !== 'leader') {
       // Reads not yet confirmed can no longer be: the core dropped them with its leadership.
       for (const [context, read] of this.pendingReads) {
@@ -1080,6 +1082,15 @@ export class RaftConsensus {
         }
       }
     }
+  }
+
+  /**
+   * Only a leader has work to do while its own fsync runs (clients, appends to ship); any
+   * other role waits for its fsyncs on the main thread, saving two thread wake-ups on every
+   * acknowledgement a leader waits for (see RaftPersistence.setBlockingSync).
+   */
+  private chooseSyncThread(role: Role): void {
+    this.persistence.setBlockingSync?.(role !== 'leader');
   }
 
   private onReadState(read: ReadState): void {

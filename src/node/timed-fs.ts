@@ -30,10 +30,10 @@ export function timedFs(fs: StorageFs, observe: DatasyncObserver): StorageFs {
 function timedFile(file: StorageFile, observe: DatasyncObserver): StorageFile {
   return {
     write: (chunks, position) => file.write(chunks, position),
-    async datasync() {
+    async datasync(blocking) {
       const started = performance.now();
       try {
-        await file.datasync();
+        await file.datasync(blocking);
       } catch (error) {
         observe((performance.now() - started) / 1000, true);
         throw error;

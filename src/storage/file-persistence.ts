@@ -236,6 +236,8 @@ export class FilePersistence implements RaftPersistence {
   private savesAwaitingFsync = 0;
   /** Writes in the last group written (see `gatherGroup`). */
   private lastGroupSize = 1;
+  /** Whether group fdatasyncs block the calling thread (see `setBlockingSync`). */
+  private blockingSync = false;
 
   constructor(options: FilePersistenceOptions) {
     if (typeof options !== 'object' || options === null) {
@@ -701,6 +703,11 @@ export class FilePersistence implements RaftPersistence {
     await Promise.all([written, pruned]);
   }
 
+  /** {@inheritDoc RaftPersistence.setBlockingSync} Applies to the fdatasync of each group. */
+  setBlockingSync(blocking: boolean): void {
+    this.blockingSync = blocking;
+  }
+
   /**
    * Writes a snapshot's file durably beside the log: saves of entries and hard state neither
    * wait for it nor hold it up (a few MB written and synced in the queue held up every save
@@ -888,7 +895,7 @@ export class FilePersistence implements RaftPersistence {
     }
     for (const item of group) if (item.isSave) this.savesAwaitingFsync++;
     if (sync && active.dirty) {
-      await active.file.datasync();
+      await active.file.datasync(this.blockingSync);
       active.dirty = false;
       this.counters.fsyncs++;
       this.counters.savesPerFsyncMax = Math.max(

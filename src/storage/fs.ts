@@ -3,7 +3,7 @@
  * faults (ENOSPC, EIO, short writes, a crash between two calls) or model a power loss. The
  * storage never touches `node:fs` except through a {@link StorageFs}.
  */
-import { writeSync, writevSync } from 'node:fs';
+import { fdatasyncSync, writeSync, writevSync } from 'node:fs';
 import { open, readFile, readdir, mkdir, rename, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 
@@ -14,8 +14,13 @@ export interface StorageFile {
    * which may be fewer than asked (a short write), never more.
    */
   write(chunks: readonly Uint8Array[], position: number): Promise<number>;
-  /** Flushes the file's data (and the size, when it changed) to stable storage. */
-  datasync(): Promise<void>;
+  /**
+   * Flushes the file's data (and the size, when it changed) to stable storage. With
+   * `blocking`, the calling thread waits for the disk itself: it saves the hop to a worker
+   * thread and back (two thread wake-ups), and runs nothing else until the disk answers. A
+   * failure still comes as a rejection.
+   */
+  datasync(blocking?: boolean): Promise<void>;
   /** Flushes data and all metadata (fsync), needed before renaming a new file into place. */
   sync(): Promise<void>;
   /** Cuts the file to `size` bytes. */
@@ -69,8 +74,9 @@ class NodeFile implements StorageFile {
     return bytesWritten;
   }
 
-  datasync(): Promise<void> {
-    return this.handle.datasync();
+  async datasync(blocking = false): Promise<void> {
+    if (blocking) fdatasyncSync(this.handle.fd);
+    else await this.handle.datasync();
   }
 
   sync(): Promise<void> {

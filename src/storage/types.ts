@@ -44,6 +44,14 @@ export interface RaftPersistence {
    * data) without holding up saves meanwhile; the snapshot counts only once saved.
    */
   prepareSnapshot?(snapshot: StoredSnapshot): Promise<void>;
+  /**
+   * Optional hint, off until called: while on, wait for each fsync on the calling thread
+   * instead of in a worker thread. RaftConsensus turns it on while the node follows: a
+   * follower has nothing else to do while its append is made durable (its leader sends it one
+   * at a time), and the hop to the worker and back is two thread wake-ups, which a loaded
+   * machine makes slow. A leader keeps it off: it serves clients and ships appends meanwhile.
+   */
+  setBlockingSync?(blocking: boolean): void;
   /** The latest durable snapshot, or null. */
   loadSnapshot(): Promise<StoredSnapshot | null>;
   /** Lets storage drop log records of entries <= index (covered by a durable snapshot). */

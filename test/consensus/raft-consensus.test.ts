@@ -181,7 +181,38 @@ describe('RaftConsensus over the in-process transport', () => {
   });
 });
 
+/** Storage that records what RaftConsensus tells it about blocking fsyncs. */
+class SyncThreadPersistence extends MemoryPersistence {
+  readonly blocking: boolean[] = [];
+
+  setBlockingSync(blocking: boolean): void {
+    this.blocking.push(blocking);
+  }
+}
+
 describe('durability', () => {
+  it('has only a leader wait for its fsyncs off the main thread', async () => {
+    const transport = new LocalTransport();
+    const infos = nodeInfos(3);
+    const nodes = infos.map((info) =>
+      makeNode(transport, info, infos, {}, new SyncThreadPersistence()),
+    );
+    running.push(...nodes);
+    const told = (node: ClusterNode): boolean[] =>
+      (node.persistence as SyncThreadPersistence).blocking;
+    for (const node of nodes) {
+      await node.raft.initialize();
+      expect(told(node)).toEqual([true]);
+    }
+    const leader = await waitForLeader(nodes);
+    const lastTold = (node: ClusterNode): boolean | undefined => told(node).at(-1);
+    for (const node of nodes) expect(lastTold(node)).toBe(node !== leader);
+    const target = nodes.find((node) => node !== leader)!;
+    await leader.raft.transferLeadership(target.info.id);
+    await waitUntil(() => lastTold(target) === false, 5_000, 'the new leader told');
+    expect(lastTold(leader)).toBe(true);
+  });
+
   it('answers AppendEntries only once the entries are durable', async () => {
     const infos = nodeInfos(2);
     const persistence = new MemoryPersistence({ syncDelayMs: 30 });

@@ -390,6 +390,38 @@ describe('FilePersistence', () => {
     expect(events).toEqual(['fdatasync', 'save 4', 'fdatasync', 'save 5']);
   });
 
+  it('waits for group fdatasyncs on the calling thread while told to, and fails alike', async () => {
+    const asked: boolean[] = [];
+    let failBlocking = false;
+    const recordingFs = hookedFs((_path, file) => ({
+      datasync: async (blocking) => {
+        asked.push(blocking === true);
+        if (failBlocking && blocking === true) {
+          throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
+        }
+        await file.datasync(blocking);
+      },
+    }));
+    const storage = open({ fs: recordingFs });
+    await storage.load();
+    const save = (index: number): Promise<void> =>
+      storage.save({ snapshot: null, entries: runOf(index, 1, 1), hardState: null }, true);
+    asked.length = 0;
+    await save(1);
+    storage.setBlockingSync(true);
+    await save(2);
+    storage.setBlockingSync(false);
+    await save(3);
+    expect(asked).toEqual([false, true, false]);
+    // A failure on the calling thread fails the save and the storage, as one in the pool does.
+    storage.setBlockingSync(true);
+    failBlocking = true;
+    await expect(save(4)).rejects.toBeInstanceOf(StorageError);
+    await expect(save(5)).rejects.toBeInstanceOf(StorageError);
+    const { state } = await reopen(storage);
+    expect(state.log.lastIndex()).toBeGreaterThanOrEqual(3);
+  });
+
   it('rejects bad input with TypeError / RangeError and writes nothing', async () => {
     const storage = open();
     await storage.load();

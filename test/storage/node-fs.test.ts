@@ -1,6 +1,7 @@
 // Checks the real file system behind FilePersistence (nodeFs) on a temp directory: writes small
 // enough to be done on the calling thread and large ones done in the thread pool land at their
-// positions, and a failing write rejects its promise instead of throwing.
+// positions, and a failing write or fdatasync rejects its promise instead of throwing, whether
+// it ran on the calling thread or in the pool.
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -47,6 +48,23 @@ describe('nodeFs', () => {
     expect(read.length).toBe(position);
     // Buffer.compare: a deep equality of megabytes byte by byte is slow to run and to report.
     expect(Buffer.compare(read, expected.subarray(0, position))).toBe(0);
+  });
+
+  it('fdatasyncs on the calling thread or in the pool, and rejects a failure either way', async () => {
+    const path = join(dir.path, 'synced');
+    const file = await nodeFs.open(path, 'createNew');
+    for (const blocking of [true, false]) {
+      await writeFully(file, [filled(100, blocking ? 1 : 2)], 0);
+      await file.datasync(blocking);
+      expect(await readFile(path)).toEqual(Buffer.from(filled(100, blocking ? 1 : 2)));
+    }
+    await file.close();
+    for (const blocking of [true, false]) {
+      const synced = file.datasync(blocking);
+      expect(synced).toBeInstanceOf(Promise);
+      const error = (await synced.catch((caught: unknown) => caught)) as NodeJS.ErrnoException;
+      expect(error.code).toMatch(/^E/);
+    }
   });
 
   it('rejects a failed write instead of throwing, inline or not', async () => {

@@ -15,7 +15,7 @@ export function hookedFs(
       const file = await nodeFs.open(path, mode);
       return {
         write: (chunks, position) => file.write(chunks, position),
-        datasync: () => file.datasync(),
+        datasync: (blocking) => file.datasync(blocking),
         sync: () => file.sync(),
         truncate: (size) => file.truncate(size),
         close: () => file.close(),
