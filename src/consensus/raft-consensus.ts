@@ -150,7 +150,9 @@ export interface RaftConsensusOptions {
   /**
    * Take a state machine snapshot every N applied entries (0: never). Default 100,000, as
    * etcd's `--snapshot-count`: the application serializes its state machine on this thread
-   * meanwhile, a stall that at every 10,000 entries showed in p99 latency under load.
+   * meanwhile, a stall that at every 10,000 entries showed in p99 latency under load. Each
+   * voter's snapshots are shifted by its place among the voters (by N/3 in a three-node
+   * cluster), so that they do not all stall at once; the first comes after N/2 to 3N/2.
    */
   readonly snapshotEveryEntries?: number;
   /** Entries kept in the log behind a snapshot, for slow followers. Default 1,000. */
@@ -305,6 +307,8 @@ export class RaftConsensus {
   private lastApplied = 0;
   private lastAppliedTerm = 0;
   private snapshotIndex = 0;
+  /** The index of the next snapshot, planned after the snapshot at `after` (see nextSnapshotAt). */
+  private snapshotPlan = { after: -1, at: 0 };
   /** A snapshot taken whose data is being written (see takeSnapshot); null when none is. */
   private snapshotPreparing: { readonly snapshot: StoredSnapshot; written: boolean } | null = null;
   /** The last snapshot data write started; shutdown waits for it before closing storage. */
@@ -987,10 +991,33 @@ export class RaftConsensus {
       this.snapshotCallbacks !== null &&
       this.snapshotEveryEntries > 0 &&
       this.snapshotPreparing === null &&
-      this.lastApplied - this.snapshotIndex >= this.snapshotEveryEntries
+      this.lastApplied >= this.nextSnapshotAt(core)
     ) {
       await this.takeSnapshot(core);
     }
+  }
+
+  /**
+   * Where this member takes its next snapshot, planned once per snapshot. The state machine's
+   * part of a snapshot stops the Ready loop; members that all took it at the same index (they
+   * apply the same entries) stopped together, and a commit waited for them. Each voter's
+   * snapshots are shifted by its place among the voters instead, so the others cover its pause.
+   */
+  private nextSnapshotAt(core: RaftCore): number {
+    if (this.snapshotPlan.after !== this.snapshotIndex) {
+      const every = this.snapshotEveryEntries;
+      const voters = [...core.status().conf.voters].sort();
+      const place = Math.max(0, voters.indexOf(this.nodeId));
+      this.snapshotPlan = {
+        after: this.snapshotIndex,
+        at: nextSnapshotIndex(
+          this.snapshotIndex,
+          every,
+          Math.floor((every * place) / voters.length),
+        ),
+      };
+    }
+    return this.snapshotPlan.at;
   }
 
   private async applyEntries(batch: EntryBatch): Promise<void> {
@@ -1554,4 +1581,15 @@ function nonNegative(field: string, value: number): number {
     throw new RangeError(`Invalid ${field}: ${value} (expected a non-negative integer)`);
   }
   return value;
+}
+
+/**
+ * The first index of a member's snapshot series (the indexes `phase` modulo `every`) that is
+ * at least half a period after its last snapshot at `last`: one every `every` entries once in
+ * step, between half and one and a half periods after a snapshot that was not (the first one,
+ * or one installed from the leader).
+ */
+export function nextSnapshotIndex(last: number, every: number, phase: number): number {
+  const from = last + Math.ceil(every / 2);
+  return from + ((((phase - from) % every) + every) % every);
 }

@@ -4,7 +4,12 @@
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LocalTransport } from '../../src/consensus/local-transport.js';
-import { RaftConsensus, decodeCommand, encodeCommand } from '../../src/consensus/raft-consensus.js';
+import {
+  RaftConsensus,
+  decodeCommand,
+  encodeCommand,
+  nextSnapshotIndex,
+} from '../../src/consensus/raft-consensus.js';
 import {
   BadRequestError,
   NotLeaderError,
@@ -283,6 +288,55 @@ describe('durability', () => {
 });
 
 describe('snapshots, membership and transfer', () => {
+  it('plans each snapshot on its series, half to one and a half periods after the last', () => {
+    // Three voters, every 90 entries: in step they snapshot 30 entries apart.
+    expect([0, 30, 60].map((phase) => nextSnapshotIndex(0, 90, phase))).toEqual([90, 120, 60]);
+    expect([90, 120, 60].map((last, k) => nextSnapshotIndex(last, 90, k * 30))).toEqual([
+      180, 210, 150,
+    ]);
+    fc.assert(
+      fc.property(
+        fc.nat(1_000_000),
+        fc.integer({ min: 1, max: 100_000 }),
+        fc.nat(99_999),
+        (last, every, rawPhase) => {
+          const phase = rawPhase % every;
+          const next = nextSnapshotIndex(last, every, phase);
+          const from = last + Math.ceil(every / 2);
+          expect(next).toBeGreaterThanOrEqual(from);
+          expect(next).toBeLessThan(from + every);
+          expect((next - phase) % every).toBe(0);
+        },
+      ),
+    );
+  });
+
+  it('has the voters snapshot at different indexes, so they never all pause at once', async () => {
+    const transport = new LocalTransport();
+    const infos = nodeInfos(3);
+    const options = { snapshotEveryEntries: 30, compactKeepEntries: 0 };
+    const nodes = infos.map((info) =>
+      makeNode(transport, info, infos, options, new PreparingPersistence()),
+    );
+    running.push(...nodes);
+    for (const node of nodes) await node.raft.initialize();
+    const leader = await waitForLeader(nodes);
+    for (let k = 0; k < 100; k++) await leader.raft.submitCommand('SET', `k${k}=${k}`);
+    const prepared = (node: ClusterNode): number[] =>
+      (node.persistence as PreparingPersistence).prepared;
+    await waitUntil(() => nodes.every((node) => prepared(node).length >= 2), 5_000, 'snapshots');
+    // n1, n2, n3 in that order among the voters: series 0, 10 and 20 modulo 30, the first
+    // point of each at least 15 entries in. A snapshot is taken after a whole applied batch,
+    // so it may land a few entries past its point.
+    const planned = [30, 40, 20];
+    nodes.forEach((node, k) => {
+      expect(prepared(node)[0]).toBeGreaterThanOrEqual(planned[k]!);
+      expect(prepared(node)[0]).toBeLessThan(planned[k]! + 10);
+    });
+    const all = nodes.flatMap(prepared);
+    expect(new Set(all).size).toBe(all.length);
+  });
+
   it('a follower that fell behind a compaction catches up from a snapshot', async () => {
     const { nodes, transport } = await cluster(3, {
       snapshotEveryEntries: 5,
