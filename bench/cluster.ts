@@ -105,6 +105,9 @@ function environmentLines(options: ClusterBenchOptions, labels: readonly string[
     `- Systems: ${labels.join(', ')}; three members each on 127.0.0.1, data under ${options.dataRoot}`,
     `- Load: closed loop per connection (undici Client, keep-alive), PUT of ${options.valueBytes}-byte values ` +
       `to the leader, keys drawn uniformly from ${options.keys.toLocaleString('en-US')}; ` +
+      (options.startWarmupMs > 0
+        ? `each cluster first warmed up once for ${options.startWarmupMs / 1000} s at ${options.concurrencies[0]} connections, not measured; `
+        : '') +
       `${options.warmupMs / 1000} s warm-up + ${options.durationMs / 1000} s measured per phase; ` +
       `${options.generators} generator process(es)` +
       (options.rounds > 1 ? `; ${options.rounds} rounds` : '') +
@@ -195,6 +198,27 @@ async function runComparison(options: ClusterBenchOptions, outDir: string): Prom
       }
     }
     const order = [...clusters.keys()];
+    if (options.startWarmupMs > 0) {
+      const connections = options.concurrencies[0]!;
+      console.log(
+        `Warming up ${order.join(' and ')} once: ${options.startWarmupMs / 1000} s at ${connections} connections, not measured`,
+      );
+      for (const [system, cluster] of clusters) {
+        const idle = [...clusters.values()].filter((other) => other !== cluster);
+        await runPhase(cluster, idle, {
+          connections,
+          round: 0,
+          warmupMs: options.startWarmupMs,
+          durationMs: 1000,
+          keys: options.keys,
+          valueBytes: options.valueBytes,
+          generators: options.generators,
+          seed: 0,
+          onProgress: (line) => progress.show(`${line}  (start warm-up of ${system})`),
+        });
+        progress.done();
+      }
+    }
     console.log(
       `Measuring ${order.join(' and ')} at ${options.concurrencies.join(', ')} connections, ` +
         `${options.warmupMs / 1000} s warm-up + ${options.durationMs / 1000} s each; results in ${outDir}\n`,

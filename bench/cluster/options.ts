@@ -11,6 +11,11 @@ import type { PutProtocol } from './clusters.js';
 export interface ClusterBenchOptions {
   readonly durationMs: number;
   readonly warmupMs: number;
+  /**
+   * Unmeasured load each cluster gets once, after it starts and before its first phase, at the
+   * first concurrency: a fresh node compiles its hot paths under the first seconds of load.
+   */
+  readonly startWarmupMs: number;
   readonly concurrencies: readonly number[];
   readonly targets: readonly PutProtocol[];
   readonly keys: number;
@@ -44,6 +49,10 @@ export interface ClusterBenchOptions {
 const flags = {
   'duration-s': { type: 'string', help: 'measured seconds per phase (default 10)' },
   'warmup-s': { type: 'string', help: 'warm-up seconds before each phase (default 2)' },
+  'start-warmup-s': {
+    type: 'string',
+    help: 'unmeasured seconds of load each cluster gets once, before its first phase (default 10)',
+  },
   concurrency: {
     type: 'string',
     help: 'connection counts, comma separated (default 1,16,64,256; with --profile 64,256)',
@@ -230,6 +239,7 @@ export function parseClusterOptions(
     options: {
       durationMs: positiveSeconds('duration-s', value('duration-s'), 10),
       warmupMs: positiveSeconds('warmup-s', value('warmup-s'), 2),
+      startWarmupMs: positiveSeconds('start-warmup-s', value('start-warmup-s'), 10),
       concurrencies,
       targets: targets as PutProtocol[],
       keys: positiveInteger('keys', value('keys'), 10_000),

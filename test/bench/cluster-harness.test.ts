@@ -185,6 +185,7 @@ describe('options', () => {
     expect(options).toMatchObject({
       durationMs: 10_000,
       warmupMs: 2_000,
+      startWarmupMs: 10_000,
       concurrencies: [1, 16, 64, 256],
       targets: ['phantomdb', 'etcd'],
       valueBytes: 100,
@@ -193,6 +194,8 @@ describe('options', () => {
     });
     const fromEnv = parseClusterOptions([], { BENCH_CLUSTER_DURATION_S: '2.5' }).options;
     expect(fromEnv.durationMs).toBe(2_500);
+    expect(parseClusterOptions(['--start-warmup-s=0'], {}).options.startWarmupMs).toBe(0);
+    expect(() => parseClusterOptions(['--start-warmup-s=-1'], {})).toThrow(RangeError);
   });
 
   it('profiles our node at 64 and 256 connections by default', () => {
