@@ -395,6 +395,43 @@ describe('snapshots, membership and transfer', () => {
     }
   });
 
+  it('shuts down only once a snapshot being written is done, and closes storage after it', async () => {
+    const events: string[] = [];
+    const persistence = new (class extends PreparingPersistence {
+      override async close(): Promise<void> {
+        events.push('close');
+        await super.close();
+      }
+    })();
+    persistence.hold();
+    const infos = nodeInfos(1);
+    const node = makeNode(
+      new LocalTransport(),
+      infos[0]!,
+      infos,
+      { snapshotEveryEntries: 5, compactKeepEntries: 0 },
+      persistence,
+    );
+    running.push(node);
+    try {
+      await node.raft.initialize();
+      await waitForLeader([node]);
+      for (let k = 0; k < 6; k++) await node.raft.submitCommand('SET', `k${k}=${k}`);
+      expect(persistence.prepared).toHaveLength(1);
+      const stopped = node.raft.shutdown().then(() => events.push('stopped'));
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(events).toEqual([]);
+      events.push('released');
+      persistence.release();
+      await stopped;
+      expect(events).toEqual(['released', 'close', 'stopped']);
+      // Written but never saved: storage still holds only the membership snapshot of the start.
+      expect((await persistence.loadSnapshot())?.meta.index).toBe(0);
+    } finally {
+      persistence.release();
+    }
+  });
+
   it("drops its own snapshot, still being written, for the leader's newer one", async () => {
     const transport = new LocalTransport();
     const infos = nodeInfos(3);
