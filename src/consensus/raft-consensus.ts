@@ -151,7 +151,7 @@ export interface RaftConsensusOptions {
    * Take a state machine snapshot every N applied entries (0: never). Default 100,000, as
    * etcd's `--snapshot-count`: the application serializes its state machine on this thread
    * meanwhile, a stall that at every 10,000 entries showed in p99 latency under load. Each
-   * voter's snapshots are shifted by its place among the voters (by N/3 in a three-node
+   * member's snapshots are shifted by its place among the members (by N/3 in a three-node
    * cluster), so that they do not all stall at once; the first comes after N/2 to 3N/2.
    */
   readonly snapshotEveryEntries?: number;
@@ -307,7 +307,7 @@ export class RaftConsensus {
   private lastApplied = 0;
   private lastAppliedTerm = 0;
   private snapshotIndex = 0;
-  /** The index of the next snapshot, planned after the snapshot at `after` (see nextSnapshotAt). */
+  /** The index of the next snapshot, planned after the snapshot at `after` (see plannedSnapshotIndex). */
   private snapshotPlan = { after: -1, at: 0 };
   /** A snapshot taken whose data is being written (see takeSnapshot); null when none is. */
   private snapshotPreparing: { readonly snapshot: StoredSnapshot; written: boolean } | null = null;
@@ -991,7 +991,7 @@ export class RaftConsensus {
       this.snapshotCallbacks !== null &&
       this.snapshotEveryEntries > 0 &&
       this.snapshotPreparing === null &&
-      this.lastApplied >= this.nextSnapshotAt(core)
+      this.lastApplied >= this.plannedSnapshotIndex(core)
     ) {
       await this.takeSnapshot(core);
     }
@@ -1000,20 +1000,24 @@ export class RaftConsensus {
   /**
    * Where this member takes its next snapshot, planned once per snapshot. The state machine's
    * part of a snapshot stops the Ready loop; members that all took it at the same index (they
-   * apply the same entries) stopped together, and a commit waited for them. Each voter's
-   * snapshots are shifted by its place among the voters instead, so the others cover its pause.
+   * apply the same entries) stopped together, and a commit waited for them. Each member's
+   * snapshots are shifted by its place among the members instead (voters first, then
+   * learners), so the others cover its pause. A node that joined knows no members until the
+   * leader's entries or snapshot reach it: its plan waits for them.
    */
-  private nextSnapshotAt(core: RaftCore): number {
+  private plannedSnapshotIndex(core: RaftCore): number {
     if (this.snapshotPlan.after !== this.snapshotIndex) {
+      const { conf } = core.status();
+      const members = [...[...conf.voters].sort(), ...[...conf.learners].sort()];
+      const place = members.indexOf(this.nodeId);
+      if (place < 0) return Infinity;
       const every = this.snapshotEveryEntries;
-      const voters = [...core.status().conf.voters].sort();
-      const place = Math.max(0, voters.indexOf(this.nodeId));
       this.snapshotPlan = {
         after: this.snapshotIndex,
-        at: nextSnapshotIndex(
+        at: nextIndexInSeries(
           this.snapshotIndex,
           every,
-          Math.floor((every * place) / voters.length),
+          Math.floor((every * place) / members.length),
         ),
       };
     }
@@ -1589,7 +1593,7 @@ function nonNegative(field: string, value: number): number {
  * step, between half and one and a half periods after a snapshot that was not (the first one,
  * or one installed from the leader).
  */
-export function nextSnapshotIndex(last: number, every: number, phase: number): number {
+export function nextIndexInSeries(last: number, every: number, phase: number): number {
   const from = last + Math.ceil(every / 2);
   return from + ((((phase - from) % every) + every) % every);
 }

@@ -199,7 +199,7 @@ const flagSpecs: readonly FlagSpec[] = [
     name: 'snapshot-entries',
     type: 'string',
     placeholder: 'N',
-    help: 'snapshot the state machine every N applied entries, each voter at its own offset (default 100000, as etcd)',
+    help: 'snapshot the state machine every N applied entries, each member at its own offset (default 100000, as etcd)',
   },
   {
     name: 'snapshot-keep-entries',

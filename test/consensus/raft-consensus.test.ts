@@ -8,7 +8,7 @@ import {
   RaftConsensus,
   decodeCommand,
   encodeCommand,
-  nextSnapshotIndex,
+  nextIndexInSeries,
 } from '../../src/consensus/raft-consensus.js';
 import {
   BadRequestError,
@@ -290,8 +290,8 @@ describe('durability', () => {
 describe('snapshots, membership and transfer', () => {
   it('plans each snapshot on its series, half to one and a half periods after the last', () => {
     // Three voters, every 90 entries: in step they snapshot 30 entries apart.
-    expect([0, 30, 60].map((phase) => nextSnapshotIndex(0, 90, phase))).toEqual([90, 120, 60]);
-    expect([90, 120, 60].map((last, k) => nextSnapshotIndex(last, 90, k * 30))).toEqual([
+    expect([0, 30, 60].map((phase) => nextIndexInSeries(0, 90, phase))).toEqual([90, 120, 60]);
+    expect([90, 120, 60].map((last, k) => nextIndexInSeries(last, 90, k * 30))).toEqual([
       180, 210, 150,
     ]);
     fc.assert(
@@ -301,7 +301,7 @@ describe('snapshots, membership and transfer', () => {
         fc.nat(99_999),
         (last, every, rawPhase) => {
           const phase = rawPhase % every;
-          const next = nextSnapshotIndex(last, every, phase);
+          const next = nextIndexInSeries(last, every, phase);
           const from = last + Math.ceil(every / 2);
           expect(next).toBeGreaterThanOrEqual(from);
           expect(next).toBeLessThan(from + every);
@@ -498,6 +498,23 @@ describe('snapshots, membership and transfer', () => {
     await leader.raft.removeMember(removed.info.id);
     expect(leader.raft.getMembers().map((member) => member.id)).not.toContain(removed.info.id);
     await expect(leader.raft.removeMember('nobody')).rejects.toBeInstanceOf(RangeError);
+  });
+
+  it('has a node that joined with no state take its own snapshots', async () => {
+    // The default compactKeepEntries keeps the log: the joiner catches up by entries, not by
+    // the leader's snapshot, so it must plan its first snapshot itself.
+    const options = { snapshotEveryEntries: 20 };
+    const { nodes, transport } = await cluster(3, options);
+    const leader = await waitForLeader(nodes);
+    const info = { id: 'n4', host: '127.0.0.1', port: 7004 };
+    const storage = new PreparingPersistence();
+    const joiner = makeNode(transport, info, [], { ...options, join: true }, storage);
+    running.push(joiner);
+    await joiner.raft.initialize();
+    await leader.raft.addMember(info);
+    for (let k = 0; k < 60; k++) await leader.raft.submitCommand('SET', `k${k}=${k}`);
+    await waitUntil(() => storage.prepared.length >= 2, 5_000, "the joiner's snapshots");
+    expect(joiner.raft.status().raft!.snapshotIndex).toBeGreaterThan(0);
   });
 
   it('makes a new voter a learner first and promotes it once it has caught up (auto)', async () => {
