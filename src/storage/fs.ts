@@ -50,7 +50,7 @@ export interface StorageFs {
  * Writes up to this many bytes on the calling thread instead of in libuv's thread pool. A WAL
  * append of a few kilobytes only copies into the page cache (microseconds), while the hop to
  * a pool thread and back costs two thread wake-ups, more on a busy machine; the fdatasync that
- * follows, which does wait for the disk, stays in the pool.
+ * follows, which does wait for the disk, stays in the pool unless the caller asks it to block.
  */
 const inlineWriteBytesMax = 256 * 1024;
 

@@ -45,11 +45,13 @@ export interface RaftPersistence {
    */
   prepareSnapshot?(snapshot: StoredSnapshot): Promise<void>;
   /**
-   * Optional hint, off until called: while on, wait for each fsync on the calling thread
-   * instead of in a worker thread. RaftConsensus turns it on while the node follows: a
-   * follower has nothing else to do while its append is made durable (its leader sends it one
-   * at a time), and the hop to the worker and back is two thread wake-ups, which a loaded
-   * machine makes slow. A leader keeps it off: it serves clients and ships appends meanwhile.
+   * Optional hint, off until called: while on, the fsync that makes saves durable blocks the
+   * calling thread instead of running in a worker thread (rarer ones, such as a new WAL
+   * segment's, may stay in the worker). RaftConsensus turns it on whenever the node does not
+   * lead: a follower has nothing else to do while its append is made durable (its leader sends
+   * it one at a time), and the hop to the worker and back is two thread wake-ups, which a
+   * loaded machine makes slow. A leader keeps it off: it serves clients and ships appends
+   * meanwhile.
    */
   setBlockingSync?(blocking: boolean): void;
   /** The latest durable snapshot, or null. */

@@ -21,6 +21,7 @@ describe('timedFs', () => {
     const underneath = hookedFs((_path, file) => ({
       datasync: async (blocking) => {
         asked.push(blocking);
+        if (asked.length === 2) await new Promise((resolve) => setTimeout(resolve, 30));
         if (asked.length === 3) throw Object.assign(new Error('EIO'), { code: 'EIO' });
         await file.datasync(blocking);
       },
@@ -35,6 +36,7 @@ describe('timedFs', () => {
     await file.close();
     expect(asked).toEqual([true, undefined, true]);
     expect(observed.map((entry) => entry.failed)).toEqual([false, false, true]);
-    for (const { seconds } of observed) expect(seconds).toBeGreaterThanOrEqual(0);
+    // The second one was held for 30 ms: its time is the whole call's, wait included.
+    expect(observed[1]!.seconds).toBeGreaterThanOrEqual(0.025);
   });
 });
