@@ -205,7 +205,9 @@ async function runComparison(options: ClusterBenchOptions, outDir: string): Prom
       );
       for (const [system, cluster] of clusters) {
         const idle = [...clusters.values()].filter((other) => other !== cluster);
-        await runPhase(cluster, idle, {
+        // A phase whose warm-up is the whole point; its 1 s measured window is only shown, so
+        // that errors or a leader change during the warm-up do not go unseen.
+        const { result } = await runPhase(cluster, idle, {
           connections,
           round: 0,
           warmupMs: options.startWarmupMs,
@@ -217,6 +219,9 @@ async function runComparison(options: ClusterBenchOptions, outDir: string): Prom
           onProgress: (line) => progress.show(`${line}  (start warm-up of ${system})`),
         });
         progress.done();
+        console.log(`start warm-up, its last second: ${phaseLine(result)}`);
+        // As after every phase: the next cluster's phase must not start on this one's disk work.
+        await sleep(1000);
       }
     }
     console.log(
