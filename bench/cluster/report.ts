@@ -132,13 +132,23 @@ export function phaseTable(
   phases: readonly PhaseResult[],
   allRounds?: readonly PhaseResult[],
 ): string {
-  const spread = (phase: PhaseResult): string => {
-    const same = (allRounds ?? []).filter(
+  const roundsLike = (phase: PhaseResult): PhaseResult[] =>
+    (allRounds ?? []).filter(
       (other) => systemOf(other) === systemOf(phase) && other.connections === phase.connections,
     );
+  const spread = (phase: PhaseResult): string => {
+    const same = roundsLike(phase);
     if (same.length < 2) return '';
     const rates = same.map((other) => other.opsPerSecond);
     return `${integer.format(Math.min(...rates))}–${integer.format(Math.max(...rates))} (${same.length})`;
+  };
+  // The round shown is picked by throughput; at low concurrency its p99 alone can mislead,
+  // since the tail varies more from round to round than the rate does.
+  const p99Spread = (phase: PhaseResult): string => {
+    const same = roundsLike(phase);
+    if (same.length < 2) return '';
+    const p99s = same.map((other) => other.latencyMs.p99);
+    return `${formatMs(Math.min(...p99s))}–${formatMs(Math.max(...p99s))}`;
   };
   const withSpread = (allRounds ?? []).length > phases.length;
   const header = [
@@ -148,6 +158,7 @@ export function phaseTable(
     ...(withSpread ? ['ops/s over rounds'] : []),
     'p50 ms',
     'p99 ms',
+    ...(withSpread ? ['p99 ms over rounds'] : []),
     'max ms',
     'errors',
     'writes/fsync',
@@ -179,6 +190,7 @@ export function phaseTable(
       ...(withSpread ? [spread(phase)] : []),
       formatMs(phase.latencyMs.p50),
       formatMs(phase.latencyMs.p99),
+      ...(withSpread ? [p99Spread(phase)] : []),
       formatMs(phase.latencyMs.max),
       errorsColumn(phase),
       fixed(phase.writesPerFsync, 1),
