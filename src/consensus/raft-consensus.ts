@@ -307,8 +307,11 @@ export class RaftConsensus {
   private lastApplied = 0;
   private lastAppliedTerm = 0;
   private snapshotIndex = 0;
-  /** The index of the next snapshot, planned after the snapshot at `after` (see plannedSnapshotIndex). */
-  private snapshotPlan = { after: -1, at: 0 };
+  /**
+   * The index of the next snapshot, planned after the snapshot at `after` under the current
+   * membership; null after a membership change (see plannedSnapshotIndex).
+   */
+  private snapshotPlan: { readonly after: number; readonly at: number } | null = null;
   /** A snapshot taken whose data is being written (see takeSnapshot); null when none is. */
   private snapshotPreparing: { readonly snapshot: StoredSnapshot; written: boolean } | null = null;
   /** The last snapshot data write started; shutdown waits for it before closing storage. */
@@ -998,27 +1001,29 @@ export class RaftConsensus {
   }
 
   /**
-   * Where this member takes its next snapshot, planned once per snapshot. The state machine's
-   * part of a snapshot stops the Ready loop; members that all took it at the same index (they
-   * apply the same entries) stopped together, and a commit waited for them. Each member's
-   * snapshots are shifted by its place among the members instead (voters first, then
-   * learners), so the others cover its pause. A node that joined knows no members until the
-   * leader's entries or snapshot reach it: its plan waits for them.
+   * Where this member takes its next snapshot, planned again after each snapshot and each
+   * membership change. The state machine's part of a snapshot stops the Ready loop; members
+   * that all took it at the same index (they apply the same entries) stopped together, and a
+   * commit waited for them. Each member's snapshots are shifted by its place among the members
+   * instead (voters first, then learners), so the others cover its pause. A node that is not
+   * among them (one that joined, before the membership that names it reaches it) takes none.
    */
   private plannedSnapshotIndex(core: RaftCore): number {
-    if (this.snapshotPlan.after !== this.snapshotIndex) {
+    if (this.snapshotPlan?.after !== this.snapshotIndex) {
       const { conf } = core.status();
       const members = [...[...conf.voters].sort(), ...[...conf.learners].sort()];
       const place = members.indexOf(this.nodeId);
-      if (place < 0) return Infinity;
       const every = this.snapshotEveryEntries;
       this.snapshotPlan = {
         after: this.snapshotIndex,
-        at: nextIndexInSeries(
-          this.snapshotIndex,
-          every,
-          Math.floor((every * place) / members.length),
-        ),
+        at:
+          place < 0
+            ? Infinity
+            : nextIndexInSeries(
+                this.snapshotIndex,
+                every,
+                Math.floor((every * place) / members.length),
+              ),
       };
     }
     return this.snapshotPlan.at;
@@ -1082,6 +1087,8 @@ export class RaftConsensus {
   }
 
   private onConfChangeApplied(payload: Uint8Array): void {
+    // Planned again once the core has applied the change (see plannedSnapshotIndex).
+    this.snapshotPlan = null;
     try {
       const change = decodeConfChange(payload);
       for (const item of change.changes) {
