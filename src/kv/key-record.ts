@@ -99,6 +99,11 @@ export class KeyRecord {
     return record;
   }
 
+  /** Whether the current state is the latest local write, kept as a lone local write. */
+  private get isLoneLocal(): boolean {
+    return this.merged === null && this.loneCounter > 0;
+  }
+
   /** The current state: siblings newest first, and the causal context. Treat it as immutable. */
   get version(): Version {
     return this.merged ?? this.local!;
@@ -132,27 +137,25 @@ export class KeyRecord {
 
   /** The newest sibling's value; null when it is a delete. */
   get value(): Uint8Array | null {
-    return this.merged === null && this.loneCounter > 0
-      ? this.loneValue
-      : this.version.siblings[0]!.value;
+    return this.isLoneLocal ? this.loneValue : this.version.siblings[0]!.value;
   }
 
   /** The highest dot counter of this region the current state has seen (0 for none). */
   get localCounter(): number {
-    if (this.merged === null && this.loneCounter > 0) return this.loneCounter;
+    if (this.isLoneLocal) return this.loneCounter;
     return this.version.context.get(this.region) ?? 0;
   }
 
   /** Whether the current state's context names no replica but this region. */
   seenOnlyLocally(): boolean {
-    if (this.merged === null && this.loneCounter > 0) return true;
+    if (this.isLoneLocal) return true;
     for (const node of this.version.context.keys()) if (node !== this.region) return false;
     return true;
   }
 
   /** `hlc`, moved past each sibling's HLC that is not older (newest first). */
   laterThanSiblings(hlc: HlcTimestamp): HlcTimestamp {
-    if (this.merged === null && this.loneCounter > 0) {
+    if (this.isLoneLocal) {
       return compareHlc(hlc, this.loneHlc!) <= 0 ? successorOf(this.loneHlc, hlc.node) : hlc;
     }
     let later = hlc;
