@@ -15,10 +15,10 @@ import { compareHlc, hlcLogicalMax, type HlcTimestamp } from '../../src/conflict
 import { KvStateMachine } from '../../src/kv/state-machine.js';
 import {
   decodeVersionedSnapshot,
-  encodeRemoteBatch,
   encodeStampedCommand,
   type RemoteBatch,
 } from '../../src/kv/versioned-codec.js';
+import { ship } from './helpers.js';
 
 const keys = ['a', 'b', 'c'];
 const regions = ['eu', 'us'] as const;
@@ -48,18 +48,13 @@ const step: fc.Arbitrary<Step> = fc.oneof(
 );
 
 /** Applies on `to` everything `from` wrote that `to` has not applied yet, if anything. */
-function ship(from: KvStateMachine, to: KvStateMachine, strategy: RemoteBatch['strategy']): void {
-  const position = to.inboundPosition(from.region);
-  const { items, toIndex } = from.localChangesSince(position, 100_000, 1 << 30);
-  if (items.length === 0) return;
-  const payload = encodeRemoteBatch({
-    origin: from.region,
-    fromIndex: position + 1,
-    toIndex,
-    strategy,
-    items,
-  });
-  expect(to.applyRemoteBatch(to.appliedIndex + 1, payload).kind).toBe('applied');
+function shipAll(
+  from: KvStateMachine,
+  to: KvStateMachine,
+  strategy: RemoteBatch['strategy'],
+): void {
+  const result = ship(from, to, undefined, strategy);
+  if (result !== null) expect(result.kind).toBe('applied');
 }
 
 /** What the dotted version vector rules say a local write of `region` makes of `before`. */
@@ -130,7 +125,7 @@ describe('key records', () => {
             const shipped = kv.localChangesSince(kv.appliedIndex - 1, 1, 1 << 20).items;
             expect(shipped).toEqual([{ index: kv.appliedIndex, key: s.key, version: expected }]);
           } else if (s.op === 'ship') {
-            ship(machines[s.from]!, machines[1 - s.from]!, s.strategy);
+            shipAll(machines[s.from]!, machines[1 - s.from]!, s.strategy);
           } else {
             const original = machines[s.region]!;
             expectLocalStoredOnce(original);
@@ -173,7 +168,7 @@ describe('the v2 snapshot encoding', () => {
       );
       if (i % 5 === 0) apply(eu, eu.encodePut(key, new Uint8Array([9])));
     }
-    ship(eu, us, ConflictResolutionStrategy.MULTI_VALUE);
+    shipAll(eu, us, ConflictResolutionStrategy.MULTI_VALUE);
     for (let i = 0; i < 200; i++) apply(us, us.encodePut(`k-${i}-é`, new Uint8Array([1])));
     const bytes = us.snapshot();
     expect(bytes.length).toBe(58_564);

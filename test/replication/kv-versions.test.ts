@@ -20,6 +20,7 @@ import {
   encodeStampedCommand,
   type RemoteBatch,
 } from '../../src/kv/versioned-codec.js';
+import { remoteBatchSince, ship } from '../kv/helpers.js';
 
 const bytes = (text: string) => new TextEncoder().encode(text);
 const text = (value: Uint8Array | null | undefined) =>
@@ -40,25 +41,6 @@ function put(kv: KvStateMachine, key: string, value: string, stamp: HlcTimestamp
 
 function del(kv: KvStateMachine, key: string, stamp: HlcTimestamp) {
   return kv.apply(kv.appliedIndex + 1, encodeStampedCommand(stamp, kv.encodeDelete(key)));
-}
-
-/** Ships everything `from` wrote after `position` to `to`; returns the result. */
-function ship(
-  from: KvStateMachine,
-  to: KvStateMachine,
-  position = to.inboundPosition(from.region),
-  strategy: RemoteBatch['strategy'] = ConflictResolutionStrategy.LATEST_TIMESTAMP,
-) {
-  const { items, toIndex } = from.localChangesSince(position, 1_000, 1 << 30);
-  if (items.length === 0) return null;
-  const payload = encodeRemoteBatch({
-    origin: from.region,
-    fromIndex: position + 1,
-    toIndex,
-    strategy,
-    items,
-  });
-  return to.applyRemoteBatch(to.appliedIndex + 1, payload);
 }
 
 /** A key's version in a comparable shape: siblings (value, dot, HLC) and context. */
@@ -380,15 +362,8 @@ describe('properties', () => {
           } else if (step.from !== 0 && step.to === 0) {
             const peer = peers[step.from - 1]!;
             const position = Math.max(0, source.inboundPosition(peer.region) - step.rewind);
-            const { items, toIndex } = peer.localChangesSince(position, 1_000, 1 << 30);
-            if (items.length === 0) continue;
-            const payload = encodeRemoteBatch({
-              origin: peer.region,
-              fromIndex: position + 1,
-              toIndex,
-              strategy,
-              items,
-            });
+            const payload = remoteBatchSince(peer, position, strategy);
+            if (payload === null) continue;
             log.push({ kind: 'batch', payload });
             source.applyRemoteBatch(source.appliedIndex + 1, payload);
           } else {
