@@ -86,14 +86,15 @@ export function nodeInfos(count: number): RaftNodeInfo[] {
   }));
 }
 
-/** A started cluster of `count` nodes over one LocalTransport. */
+/** A started cluster of `count` nodes over one LocalTransport, each on `storage()`. */
 export async function startCluster(
   count: number,
   options: RaftConsensusOptions = {},
+  storage: () => MemoryPersistence = () => new MemoryPersistence(),
 ): Promise<{ transport: LocalTransport; nodes: ClusterNode[] }> {
   const transport = new LocalTransport();
   const infos = nodeInfos(count);
-  const nodes = infos.map((info) => makeNode(transport, info, infos, options));
+  const nodes = infos.map((info) => makeNode(transport, info, infos, options, storage()));
   for (const node of nodes) await node.raft.initialize();
   return { transport, nodes };
 }

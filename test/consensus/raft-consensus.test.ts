@@ -59,8 +59,8 @@ class PreparingPersistence extends MemoryPersistence {
   }
 }
 
-async function cluster(count: number, options = {}) {
-  const started = await startCluster(count, options);
+async function cluster(count: number, options = {}, storage?: () => MemoryPersistence) {
+  const started = await startCluster(count, options, storage);
   running.push(...started.nodes);
   return started;
 }
@@ -312,14 +312,8 @@ describe('snapshots, membership and transfer', () => {
   });
 
   it('has the voters snapshot at different indexes, so they never all pause at once', async () => {
-    const transport = new LocalTransport();
-    const infos = nodeInfos(3);
     const options = { snapshotEveryEntries: 30, compactKeepEntries: 0 };
-    const nodes = infos.map((info) =>
-      makeNode(transport, info, infos, options, new PreparingPersistence()),
-    );
-    running.push(...nodes);
-    for (const node of nodes) await node.raft.initialize();
+    const { nodes } = await cluster(3, options, () => new PreparingPersistence());
     const leader = await waitForLeader(nodes);
     for (let k = 0; k < 100; k++) await leader.raft.submitCommand('SET', `k${k}=${k}`);
     const prepared = (node: ClusterNode): number[] =>
@@ -355,25 +349,33 @@ describe('snapshots, membership and transfer', () => {
     expect([...lagging.machine.values]).toEqual([...leader.machine.values]);
   });
 
-  it('commits on while a snapshot is written, then records it and compacts the log', async () => {
-    const persistence = new PreparingPersistence();
+  /**
+   * Starts a lone node on `persistence` with its snapshot writes held, and commits until it has
+   * taken its first snapshot, whose write is then held. Call inside a try that releases it:
+   * shutting down waits for the write, so a failed check must not leave it held.
+   */
+  async function aloneWithSnapshotHeld(persistence: PreparingPersistence): Promise<ClusterNode> {
     persistence.hold();
-    const transport = new LocalTransport();
     const infos = nodeInfos(1);
     const node = makeNode(
-      transport,
+      new LocalTransport(),
       infos[0]!,
       infos,
       { snapshotEveryEntries: 5, compactKeepEntries: 0 },
       persistence,
     );
     running.push(node);
-    // Shutting down waits for the write: a failed check must not leave it held.
+    await node.raft.initialize();
+    await waitForLeader([node]);
+    for (let k = 0; k < 6; k++) await node.raft.submitCommand('SET', `k${k}=${k}`);
+    expect(persistence.prepared).toHaveLength(1);
+    return node;
+  }
+
+  it('commits on while a snapshot is written, then records it and compacts the log', async () => {
+    const persistence = new PreparingPersistence();
     try {
-      await node.raft.initialize();
-      await waitForLeader([node]);
-      for (let k = 0; k < 6; k++) await node.raft.submitCommand('SET', `k${k}=${k}`);
-      expect(persistence.prepared).toHaveLength(1);
+      const node = await aloneWithSnapshotHeld(persistence);
       const snapshotIndex = persistence.prepared[0]!;
       // The loop goes on: commands commit, and no second snapshot starts meanwhile.
       for (let k = 6; k < 20; k++) await node.raft.submitCommand('SET', `k${k}=${k}`);
@@ -403,21 +405,8 @@ describe('snapshots, membership and transfer', () => {
         await super.close();
       }
     })();
-    persistence.hold();
-    const infos = nodeInfos(1);
-    const node = makeNode(
-      new LocalTransport(),
-      infos[0]!,
-      infos,
-      { snapshotEveryEntries: 5, compactKeepEntries: 0 },
-      persistence,
-    );
-    running.push(node);
     try {
-      await node.raft.initialize();
-      await waitForLeader([node]);
-      for (let k = 0; k < 6; k++) await node.raft.submitCommand('SET', `k${k}=${k}`);
-      expect(persistence.prepared).toHaveLength(1);
+      const node = await aloneWithSnapshotHeld(persistence);
       const stopped = node.raft.shutdown().then(() => events.push('stopped'));
       await new Promise((resolve) => setTimeout(resolve, 50));
       expect(events).toEqual([]);
@@ -433,14 +422,8 @@ describe('snapshots, membership and transfer', () => {
   });
 
   it("drops its own snapshot, still being written, for the leader's newer one", async () => {
-    const transport = new LocalTransport();
-    const infos = nodeInfos(3);
     const options = { snapshotEveryEntries: 5, compactKeepEntries: 0 };
-    const nodes = infos.map((info) =>
-      makeNode(transport, info, infos, options, new PreparingPersistence()),
-    );
-    running.push(...nodes);
-    for (const node of nodes) await node.raft.initialize();
+    const { nodes, transport } = await cluster(3, options, () => new PreparingPersistence());
     const leader = await waitForLeader(nodes);
     const follower = nodes.find((node) => node !== leader)!;
     const storage = follower.persistence as PreparingPersistence;
