@@ -18,6 +18,7 @@
  * Run alone with `npx tsx bench/kv.ts`, or as the `kv` section of `npm run bench`.
  */
 import { pathToFileURL } from 'node:url';
+import { Bench } from 'tinybench';
 import { ConflictResolutionStrategy } from '../src/conflict/conflict-resolver.js';
 import { Hlc } from '../src/conflict/hlc.js';
 import { KvStateMachine } from '../src/kv/state-machine.js';
@@ -92,16 +93,16 @@ async function heldBy(build: () => KvStateMachine): Promise<{ kv: KvStateMachine
 }
 
 /** The size of `kv`'s snapshot, and the median time of 21 `snapshot()` calls in a row. */
-function timeSnapshot(kv: KvStateMachine): { bytes: number; medianMs: number } {
-  const times: number[] = [];
-  let bytes = 0;
-  for (let k = 0; k < 21; k++) {
-    const started = performance.now();
-    bytes = kv.snapshot().length;
-    times.push(performance.now() - started);
-  }
-  times.sort((a, b) => a - b);
-  return { bytes, medianMs: times[10]! };
+async function timeSnapshot(kv: KvStateMachine): Promise<{ bytes: number; medianMs: number }> {
+  const bytes = kv.snapshot().length;
+  const bench = new Bench({ iterations: 21, time: 0, warmup: false });
+  bench.add('snapshot', () => {
+    kv.snapshot();
+  });
+  await bench.run();
+  const result = bench.tasks[0]!.result;
+  if (!('latency' in result)) throw new Error('No result for snapshot()');
+  return { bytes, medianMs: result.latency.p50 };
 }
 
 export async function run(): Promise<void> {
@@ -126,7 +127,7 @@ export async function run(): Promise<void> {
         return kv;
       });
       measured.push(kv);
-      const { bytes, medianMs } = timeSnapshot(kv);
+      const { bytes, medianMs } = await timeSnapshot(kv);
       console.log(
         `| ${shape} | ${writes} | ${Math.round(held.heapBytes)} | ${Math.round(held.offHeapBytes)} | ${Math.round(bytes / 1024)} | ${medianMs.toFixed(1)} |`,
       );
