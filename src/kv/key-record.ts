@@ -5,8 +5,8 @@
  * Most keys hold one write of this region that superseded everything before it: one sibling,
  * its dot `(region, n)`, and a context of that dot alone. A record keeps that state as its
  * value, HLC and counter, and builds the Version (a write, its dot, a sibling array and a
- * one-entry Map) only when asked for it: a key then takes 467 bytes of heap instead of 870
- * (`npm run bench -- kv`, which measures both forms). A key outlives the young generation
+ * one-entry Map) only when asked for it: a key then takes about 470 bytes of heap instead of
+ * about 870 (`npm run bench -- kv`, which measures both forms). A key outlives the young generation
  * (a busy node rewrites a key every few seconds at most), so the scavenger copies a record
  * twice, and on a node under load key versions were most of what each scavenge copied: their
  * size sets how long the node stops.
