@@ -35,6 +35,7 @@ import {
   StorageError,
   TimeoutError,
 } from '../errors.js';
+import { transientBytes } from '../bytes.js';
 import { EntryType, payloadOf, type EntryBatch } from '../raft/batch.js';
 import { decodeConfChange, isJoint } from '../raft/conf-change.js';
 import { RaftCore, withRpcId, type RaftStatus } from '../raft/core.js';
@@ -1428,7 +1429,7 @@ export function encodeCommand(command: string, data: string | Uint8Array): Uint8
     if (length > 0) byte |= 0x80;
     varint.push(byte);
   } while (length > 0);
-  const out = new Uint8Array(2 + varint.length + commandBytes.length + dataBytes.length);
+  const out = transientBytes(2 + varint.length + commandBytes.length + dataBytes.length);
   out[0] = commandVersion;
   out[1] = typeof data === 'string' ? 1 : 0;
   out.set(varint, 2);

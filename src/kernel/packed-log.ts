@@ -23,6 +23,7 @@
  * This file does no I/O so that `reference.ts`, which the pure Raft core imports, may use it.
  */
 import { assert } from '../assert.js';
+import { transientBytes } from '../bytes.js';
 import type { EntryBatch } from '../raft/batch.js';
 import { describeBatchProblem, emptyBatch } from '../raft/batch.js';
 import type { LogStore, MatchResult } from '../raft/types.js';
@@ -449,13 +450,16 @@ export abstract class PackedLog implements LogStore {
     }
     const ends = new Uint32Array(n);
     for (let k = 0; k < n; k++) ends[k] = starts[slot + k]! + lengths[slot + k]! - base;
+    // A slice lives as long as the Ready or message that carries it.
+    const data = transientBytes(end - base);
+    data.set(this.arena.subarray(base, end));
     return {
       firstIndex: from,
       count: n,
       terms: this.terms.slice(slot, slot + n),
       types: this.types.slice(slot, slot + n),
       ends,
-      data: this.arena.slice(base, end),
+      data,
     };
   }
 

@@ -35,6 +35,7 @@
  */
 import { crc32 } from 'node:zlib';
 import { assert } from '../assert.js';
+import { transientBytes } from '../bytes.js';
 import type { KvLimits } from '../config.js';
 import { BadRequestError } from '../errors.js';
 import {
@@ -294,7 +295,8 @@ export function readVersion(reader: Reader, valueBytesMax: number, what: string)
 /** Wraps a v1 command (codec.ts) with the HLC its leader took at proposal time. */
 export function encodeStampedCommand(hlc: HlcTimestamp, command: Uint8Array): Uint8Array {
   const stamp = encodeHlc(hlc);
-  const out = new Uint8Array(2 + stamp.length + command.length);
+  // Copied into the Raft log as soon as it is proposed.
+  const out = transientBytes(2 + stamp.length + command.length);
   out[0] = stampedCommandMarker;
   out[1] = stamp.length;
   out.set(stamp, 2);

@@ -23,6 +23,7 @@ import { crc32 } from 'node:zlib';
 import { describeBatchProblem, payloadStartOf } from '../raft/batch.js';
 import type { EntryBatch } from '../raft/batch.js';
 import type { HardState } from '../raft/types.js';
+import { transientBytes } from '../bytes.js';
 import { StorageError } from '../errors.js';
 
 /** What a WAL record holds. Stored as one byte; values are part of the on-disk format. */
@@ -77,8 +78,9 @@ export class RecordEncoder {
   private offset = 0;
 
   constructor(totalBytes: number) {
-    this.bytes = new Uint8Array(totalBytes);
-    this.view = new DataView(this.bytes.buffer);
+    // Written out and dropped; zeroed, as padding and spare header bytes are not written.
+    this.bytes = transientBytes(totalBytes).fill(0);
+    this.view = new DataView(this.bytes.buffer, this.bytes.byteOffset, totalBytes);
   }
 
   /** Bytes filled so far. */
@@ -159,8 +161,10 @@ export class RecordEncoder {
         bytes[typesAt + k] = batch.types[lo + k]!;
       }
     } else {
-      new Float64Array(bytes.buffer, termsAt, count).set(batch.terms.subarray(lo, hi));
-      const ends = new Uint32Array(bytes.buffer, endsAt, count);
+      new Float64Array(bytes.buffer, bytes.byteOffset + termsAt, count).set(
+        batch.terms.subarray(lo, hi),
+      );
+      const ends = new Uint32Array(bytes.buffer, bytes.byteOffset + endsAt, count);
       for (let k = 0; k < count; k++) ends[k] = batch.ends[lo + k]! - base;
       bytes.set(batch.types.subarray(lo, hi), typesAt);
     }
