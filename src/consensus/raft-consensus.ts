@@ -1416,7 +1416,9 @@ export class RaftConsensus {
 
 /**
  * A command entry's payload: version byte, flags (bit 0: data was a string), the command's
- * UTF-8 length as an unsigned LEB128 varint, the command, then the data bytes.
+ * UTF-8 length as an unsigned LEB128 varint, the command, then the data bytes. The result is
+ * a slice of Node's Buffer pool ({@link transientBytes}): meant to be proposed and dropped,
+ * copy it to keep it.
  */
 export function encodeCommand(command: string, data: string | Uint8Array): Uint8Array {
   const commandBytes = commandBytesOf(command);

@@ -292,10 +292,13 @@ export function readVersion(reader: Reader, valueBytesMax: number, what: string)
 // -------------------------------------------------------------------------------------------
 // Stamped commands
 
-/** Wraps a v1 command (codec.ts) with the HLC its leader took at proposal time. */
+/**
+ * Wraps a v1 command (codec.ts) with the HLC its leader took at proposal time. The result is a
+ * slice of Node's Buffer pool ({@link transientBytes}): meant to be proposed and dropped, copy
+ * it to keep it.
+ */
 export function encodeStampedCommand(hlc: HlcTimestamp, command: Uint8Array): Uint8Array {
   const stamp = encodeHlc(hlc);
-  // Copied into the Raft log as soon as it is proposed.
   const out = transientBytes(2 + stamp.length + command.length);
   out[0] = stampedCommandMarker;
   out[1] = stamp.length;
