@@ -2,12 +2,12 @@
  * Short-lived byte buffers without a memory allocation of their own.
  *
  * V8 keeps a typed array of more than 64 bytes outside its heap: every `new Uint8Array(200)`
- * is a malloc, a backing store the next scavenge must sweep, and a free. On this machine
- * that cost about 0.8 µs against 0.1 µs for a slice of Node's Buffer pool, and, worse, the
- * frees of a scavenge piled up in glibc's fastbins until the next large allocation merged
- * them all at once: the leader's main thread then stalled for a millisecond or more outside
- * any garbage collection (bench/README.md, performance log). A write used to make about
- * eleven such arrays on the leader.
+ * is a malloc, a backing store the next scavenge must sweep, and a free. On this machine that
+ * cost about 0.8 µs against 0.1 µs for a slice of Node's Buffer pool. At 1 connection the
+ * leader's main thread was also seen running for a millisecond or more in glibc's
+ * `malloc_consolidate`, merging such freed chunks. The leader made about eleven of these
+ * arrays per write; with this, four, and its p99 at 1 connection dropped (bench/README.md,
+ * performance log, row 20).
  */
 
 /** Node hands out pool slices below half its pool size (Buffer.poolSize, 8 KiB). */
