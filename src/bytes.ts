@@ -21,7 +21,9 @@ const pooledBytesMax = Buffer.poolSize >>> 1;
  * - It must be short-lived: while any view lives, it keeps its whole 8 KiB pool slab alive.
  *   Never keep one in long-lived state; copy out what must stay.
  * - Its `buffer` is shared with other slices: address it through `byteOffset` (a DataView or
- *   typed array over `bytes.buffer` must start at `bytes.byteOffset`).
+ *   typed array over `bytes.buffer` must start at `bytes.byteOffset`). Node starts every pool
+ *   slice on a multiple of 8, so Float64Array views at 8-byte offsets from it work (the WAL
+ *   encoder's do; the test checks the alignment).
  */
 export function transientBytes(length: number): Uint8Array {
   if (length >= pooledBytesMax) return new Uint8Array(length);

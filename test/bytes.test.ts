@@ -20,17 +20,26 @@ import {
 
 describe('transientBytes', () => {
   it('carves small arrays from a shared pool and gives larger ones their own memory', () => {
-    const a = transientBytes(200);
-    const b = transientBytes(200);
-    expect(a).toBeInstanceOf(Uint8Array);
-    expect(Buffer.isBuffer(a)).toBe(false);
-    expect(a.length).toBe(200);
-    expect(b.buffer).toBe(a.buffer);
-    expect(b.byteOffset).not.toBe(a.byteOffset);
+    const small = Array.from({ length: 10 }, () => transientBytes(200));
+    for (const bytes of small) {
+      expect(bytes).toBeInstanceOf(Uint8Array);
+      expect(Buffer.isBuffer(bytes)).toBe(false);
+      expect(bytes.length).toBe(200);
+    }
+    // 2,000 bytes fit in one 8 KiB pool, or straddle two when the pool was nearly used up.
+    expect(new Set(small.map((bytes) => bytes.buffer)).size).toBeLessThanOrEqual(2);
 
     const large = transientBytes(Buffer.poolSize);
     expect(large.byteOffset).toBe(0);
     expect(large.buffer.byteLength).toBe(Buffer.poolSize);
+  });
+
+  it('starts every slice on a multiple of 8, as 8-byte typed-array views need', () => {
+    for (let length = 1; length <= 300; length++) {
+      const bytes = transientBytes(length);
+      expect(bytes.byteOffset % 8).toBe(0);
+      expect(() => new Float64Array(bytes.buffer, bytes.byteOffset, 0)).not.toThrow();
+    }
   });
 
   it('keeps Uint8Array semantics: slice() copies (a Buffer would hand out a view)', () => {
@@ -122,6 +131,11 @@ describe('users of transientBytes, given dirty pool memory', () => {
       data: new Uint8Array(data),
     });
     expect(decodeCommand(encodeCommand('kv', 'text'))).toEqual({ command: 'kv', data: 'text' });
+    // A name of 128 bytes or more takes a two-byte length.
+    const longName = 'c'.repeat(200);
+    const long = encodeCommand(longName, data);
+    expect(long.includes(0xff)).toBe(false);
+    expect(decodeCommand(long).command).toBe(longName);
 
     const hlc = { wallMs: 1_700_000_000_000, logical: 2, node: 'n1' };
     const stamped = encodeStampedCommand(hlc, data);

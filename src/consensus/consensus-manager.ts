@@ -447,8 +447,11 @@ export class ConsensusManager implements ReplicationHost {
     if (!(payload instanceof Uint8Array) || payload[0] === stampedCommandMarker) {
       throw new TypeError('Invalid key-value command: expected an unstamped (v1) command');
     }
-    const stamped = encodeStampedCommand(this.clock.now(), payload);
-    const { index, term, result } = await this.raft.submitCommand(replicatedCommands.kv, stamped);
+    // Not kept in a local: the pooled stamp would stay reachable until the command is applied.
+    const { index, term, result } = await this.raft.submitCommand(
+      replicatedCommands.kv,
+      encodeStampedCommand(this.clock.now(), payload),
+    );
     return { index, term, result: result as KvResult };
   }
 

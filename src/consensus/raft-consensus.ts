@@ -106,7 +106,10 @@ export type SendRequestVoteCallback = (
   to: RaftNodeInfo,
   request: VoteRequest,
 ) => Promise<VoteResponse | null>;
-/** Sends an AppendEntries to `to`; resolves with its answer or null. */
+/**
+ * Sends an AppendEntries to `to`; resolves with its answer or null. The request's entries may
+ * be a slice of Node's Buffer pool (`LogStore.slice`): copy them to keep them past the send.
+ */
 export type SendAppendEntriesCallback = (
   to: RaftNodeInfo,
   request: AppendRequest,

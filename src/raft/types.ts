@@ -167,7 +167,8 @@ export interface ReadState {
  * Everything the core wants done, as data. The driver handles a Ready in this order
  * (etcd-raft's rules): send `messages` (may go before persisting); persist `snapshot`, then
  * `entries`, then `hardState`, fsyncing when `mustSync`; send `messagesAfterPersist`; apply
- * `committed` in order; serve `readStates` once applied; then call `advance()`.
+ * `committed` in order; serve `readStates` once applied; then call `advance()`. Its batches
+ * and the appends among its messages come from `LogStore.slice`: copy the entries you keep.
  */
 export interface Ready {
   readonly softState: SoftState | null;
@@ -235,7 +236,11 @@ export interface LogStore {
   compactTo(index: number): void;
   /** Empties the log and sets the compaction point to (index, term), after installing a snapshot. */
   reset(index: number, term: number): void;
-  /** Entries `from .. to - 1` copied out as a batch, stopping early past `maxBytes` (>= 1 entry). */
+  /**
+   * Entries `from .. to - 1` copied out as a batch, stopping early past `maxBytes` (>= 1 entry).
+   * A small batch's `data` is a slice of Node's Buffer pool (src/bytes.ts): it is meant to be
+   * written, sent or applied and dropped; copy what you keep.
+   */
   slice(from: number, to: number, maxBytes: number): EntryBatch;
   /** Payload bytes held. */
   payloadBytes(): number;

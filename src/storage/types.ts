@@ -26,7 +26,10 @@ export interface PersistedState {
 /** One Ready's worth of state to make durable, in this order: snapshot, entries, hard state. */
 export interface PersistUpdate {
   readonly snapshot: StoredSnapshot | null;
-  /** Replaces any stored entries from `entries.firstIndex` on. */
+  /**
+   * Replaces any stored entries from `entries.firstIndex` on. Its `data` may be a slice of
+   * Node's Buffer pool (`LogStore.slice`): copy it to keep it past the save.
+   */
   readonly entries: EntryBatch | null;
   readonly hardState: HardState | null;
 }
