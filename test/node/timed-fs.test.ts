@@ -2,19 +2,13 @@
 // calling-thread choice reaches the file underneath (dropping it would quietly send a
 // follower's fsyncs back through the thread pool).
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { timedFs } from '../../src/node/timed-fs.js';
-import { tempDir } from '../storage/helpers/entries.js';
+import { useTempDir } from '../storage/helpers/entries.js';
 import { hookedFs } from '../storage/helpers/hooked-fs.js';
 
 describe('timedFs', () => {
-  let dir: Awaited<ReturnType<typeof tempDir>>;
-  beforeEach(async () => {
-    dir = await tempDir('phantomdb-timedfs-');
-  });
-  afterEach(async () => {
-    await dir.remove();
-  });
+  const dir = useTempDir('phantomdb-timedfs-');
 
   it('reports each datasync and passes its blocking choice on', async () => {
     const asked: (boolean | undefined)[] = [];

@@ -4,9 +4,9 @@
 // it ran on the calling thread or in the pool.
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { nodeFs, writeFully } from '../../src/storage/fs.js';
-import { tempDir } from './helpers/entries.js';
+import { useTempDir } from './helpers/entries.js';
 
 function filled(length: number, seed: number): Uint8Array {
   const bytes = new Uint8Array(length);
@@ -15,13 +15,7 @@ function filled(length: number, seed: number): Uint8Array {
 }
 
 describe('nodeFs', () => {
-  let dir: Awaited<ReturnType<typeof tempDir>>;
-  beforeEach(async () => {
-    dir = await tempDir('phantomdb-nodefs-');
-  });
-  afterEach(async () => {
-    await dir.remove();
-  });
+  const dir = useTempDir('phantomdb-nodefs-');
 
   it('writes chunks of any size at their positions, small ones and large ones alike', async () => {
     const path = join(dir.path, 'segment');

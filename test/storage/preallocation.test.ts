@@ -4,12 +4,12 @@
 // still cut. Each case writes, crashes or closes, then recovers and compares.
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { FilePersistence } from '../../src/storage/file-persistence.js';
 import type { StorageFs } from '../../src/storage/fs.js';
 import { scanSegment } from '../../src/storage/wal-format.js';
 import { CrashFs } from './helpers/crash-fs.js';
-import { createTestLog, expectIntact, runOf, tempDir } from './helpers/entries.js';
+import { createTestLog, expectIntact, runOf, useTempDir } from './helpers/entries.js';
 
 const segmentBytesMax = 4096;
 const firstSegment = '/data/wal/0000000000000001.wal';
@@ -156,13 +156,7 @@ describe('WAL segment preallocation', () => {
   });
 
   describe('on the real disk', () => {
-    let dir: Awaited<ReturnType<typeof tempDir>>;
-    beforeEach(async () => {
-      dir = await tempDir('phantomdb-prealloc-');
-    });
-    afterEach(async () => {
-      await dir.remove();
-    });
+    const dir = useTempDir('phantomdb-prealloc-');
 
     it('preallocates the active segment and leaves only records after a clean close', async () => {
       const storage = new FilePersistence({

@@ -3,6 +3,7 @@ import { crc32 } from 'node:zlib';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { afterEach, beforeEach } from 'vitest';
 import { EntryBatchBuilder, EntryType } from '../../../src/raft/batch.js';
 import type { EntryBatch } from '../../../src/raft/batch.js';
 import type { LogStore } from '../../../src/raft/types.js';
@@ -84,4 +85,22 @@ export async function tempDir(prefix = 'phantomdb-storage-'): Promise<{
 }> {
   const path = await mkdtemp(join(tmpdir(), prefix));
   return { path, remove: () => rm(path, { recursive: true, force: true }) };
+}
+
+/** A fresh {@link tempDir} for each test of the enclosing `describe`, removed after it. */
+export function useTempDir(prefix: string): { readonly path: string } {
+  let dir: Awaited<ReturnType<typeof tempDir>> | undefined;
+  beforeEach(async () => {
+    dir = await tempDir(prefix);
+  });
+  afterEach(async () => {
+    await dir?.remove();
+    dir = undefined;
+  });
+  return {
+    get path(): string {
+      if (dir === undefined) throw new Error('useTempDir: its path exists only while a test runs');
+      return dir.path;
+    },
+  };
 }
