@@ -30,3 +30,8 @@ export function transientBytes(length: number): Uint8Array {
   const pooled = Buffer.allocUnsafe(length);
   return new Uint8Array(pooled.buffer, pooled.byteOffset, length);
 }
+
+/** {@link transientBytes} filled with zeros; only a pool slice needs the fill. */
+export function transientZeroedBytes(length: number): Uint8Array {
+  return length >= pooledBytesMax ? new Uint8Array(length) : transientBytes(length).fill(0);
+}

@@ -23,7 +23,7 @@ import { crc32 } from 'node:zlib';
 import { describeBatchProblem, payloadStartOf } from '../raft/batch.js';
 import type { EntryBatch } from '../raft/batch.js';
 import type { HardState } from '../raft/types.js';
-import { transientBytes } from '../bytes.js';
+import { transientZeroedBytes } from '../bytes.js';
 import { StorageError } from '../errors.js';
 
 /** What a WAL record holds. Stored as one byte; values are part of the on-disk format. */
@@ -79,7 +79,7 @@ export class RecordEncoder {
 
   constructor(totalBytes: number) {
     // Written out and dropped; zeroed, as padding and spare header bytes are not written.
-    this.bytes = transientBytes(totalBytes).fill(0);
+    this.bytes = transientZeroedBytes(totalBytes);
     this.view = new DataView(this.bytes.buffer, this.bytes.byteOffset, totalBytes);
   }
 
