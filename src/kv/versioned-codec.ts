@@ -534,31 +534,44 @@ export interface VersionedSnapshotSource extends Omit<VersionedSnapshotContents,
 /** Room reserved up front per key of a snapshot (about a key with short ids and no value). */
 const snapshotKeyBytesMin = 64;
 
-/** Encodes a v2 snapshot; keys and origins must already be sorted ascending. */
-export function encodeVersionedSnapshot(contents: VersionedSnapshotSource): Uint8Array {
-  const writer = new ByteWriter(256 + contents.keyCount * snapshotKeyBytesMin);
-  for (const byte of snapshotMagic) writer.u8(byte);
-  writer.u8(versionedSnapshotVersion);
-  writer.u8(0);
-  writer.u8(0);
-  writer.u8(0);
-  writer.f64(contents.appliedIndex);
-  writer.str8(contents.region);
-  if (contents.clockHigh === null) {
+/**
+ * Writes a v2 snapshot a key at a time: a state machine can spread a large state over several
+ * turns of the event loop (see KvStateMachine.captureSnapshot). Keys and origins must come
+ * sorted ascending.
+ */
+export class VersionedSnapshotWriter {
+  private readonly writer: ByteWriter;
+  private readonly keyCount: number;
+  private written = 0;
+
+  constructor(header: Omit<VersionedSnapshotSource, 'keys'>) {
+    const writer = new ByteWriter(256 + header.keyCount * snapshotKeyBytesMin);
+    for (const byte of snapshotMagic) writer.u8(byte);
+    writer.u8(versionedSnapshotVersion);
     writer.u8(0);
-  } else {
-    writer.u8(1);
-    writeHlc(writer, contents.clockHigh);
+    writer.u8(0);
+    writer.u8(0);
+    writer.f64(header.appliedIndex);
+    writer.str8(header.region);
+    if (header.clockHigh === null) {
+      writer.u8(0);
+    } else {
+      writer.u8(1);
+      writeHlc(writer, header.clockHigh);
+    }
+    writer.u32(header.inbound.length);
+    for (const [origin, position] of header.inbound) {
+      writer.str8(origin);
+      writer.f64(position);
+    }
+    writer.u32(header.keyCount);
+    this.writer = writer;
+    this.keyCount = header.keyCount;
   }
-  writer.u32(contents.inbound.length);
-  for (const [origin, position] of contents.inbound) {
-    writer.str8(origin);
-    writer.f64(position);
-  }
-  writer.u32(contents.keyCount);
-  let written = 0;
-  for (const record of contents.keys) {
-    written++;
+
+  key(record: KeySnapshot): void {
+    const writer = this.writer;
+    this.written++;
     writer.str16(record.key);
     writeVersion(writer, record.version);
     writer.f64(record.localIndex);
@@ -571,8 +584,20 @@ export function encodeVersionedSnapshot(contents: VersionedSnapshotSource): Uint
       writeVersion(writer, record.local);
     }
   }
-  assert(written === contents.keyCount, () => `wrote ${written} keys of ${contents.keyCount}`);
-  writer.u32(crc32(writer.peek()));
+
+  /** The snapshot, checksum included; every key the header counted must have been written. */
+  finish(): Uint8Array {
+    const written = this.written;
+    assert(written === this.keyCount, () => `wrote ${written} keys of ${this.keyCount}`);
+    this.writer.u32(crc32(this.writer.peek()));
+    return this.writer.finish();
+  }
+}
+
+/** Encodes a v2 snapshot; keys and origins must already be sorted ascending. */
+export function encodeVersionedSnapshot(contents: VersionedSnapshotSource): Uint8Array {
+  const writer = new VersionedSnapshotWriter(contents);
+  for (const record of contents.keys) writer.key(record);
   return writer.finish();
 }
 
