@@ -55,6 +55,7 @@ import {
   type PutConditions,
 } from './codec.js';
 import { KeyRecord, successorOf } from './key-record.js';
+import { KvSnapshotCapture, type SnapshotHeader } from './snapshot-capture.js';
 import {
   decodeRemoteBatch,
   decodeStampedCommand,
@@ -143,7 +144,9 @@ export class KvStateMachine {
   readonly region: string;
   /** Merges remote writes; its stats count this replica's conflicts. */
   readonly conflictResolver: ConflictResolver;
-  private readonly records = new Map<string, KeyRecord>();
+  private records = new Map<string, KeyRecord>();
+  /** Captures being encoded ({@link captureSnapshot}): each keeps a record before it changes. */
+  private readonly captures = new Set<KvSnapshotCapture>();
   private applied = 0;
   private liveKeys = 0;
   private clock: HlcTimestamp | null = null;
@@ -411,15 +414,43 @@ export class KvStateMachine {
     const keys = [...this.records.keys()].sort();
     const records = this.records;
     return encodeVersionedSnapshot({
-      appliedIndex: this.applied,
-      region: this.region,
-      clockHigh: this.clock,
-      inbound: [...this.inbound].sort((a, b) => compareNodeIds(a[0], b[0])),
+      ...this.snapshotHeader(),
       keyCount: keys.length,
       keys: (function* () {
         for (const key of keys) yield records.get(key)!.toSnapshot();
       })(),
     });
+  }
+
+  /**
+   * The state now, for a snapshot encoded later ({@link KvSnapshotCapture.encode}) while
+   * commands go on being applied: it costs a copy of the key list, where {@link snapshot}
+   * encodes every key at once. Encode or release every capture: until then each key changed
+   * is kept for it.
+   */
+  captureSnapshot(): KvSnapshotCapture {
+    const capture = new KvSnapshotCapture(
+      this.snapshotHeader(),
+      this.records,
+      [...this.records.keys()],
+      (done) => this.captures.delete(done),
+    );
+    this.captures.add(capture);
+    return capture;
+  }
+
+  private snapshotHeader(): SnapshotHeader {
+    return {
+      appliedIndex: this.applied,
+      region: this.region,
+      clockHigh: this.clock,
+      inbound: [...this.inbound].sort((a, b) => compareNodeIds(a[0], b[0])),
+    };
+  }
+
+  /** Before `record` changes in place: each capture being encoded keeps what it held. */
+  private keepForCaptures(record: KeyRecord): void {
+    for (const capture of this.captures) capture.keep(record);
   }
 
   /**
@@ -472,7 +503,10 @@ export class KvStateMachine {
   }
 
   private reset(appliedIndex: number, clock: HlcTimestamp | null): void {
-    this.records.clear();
+    // A new map, not a cleared one: a capture being encoded still reads the old one, which
+    // nothing changes any more.
+    this.records = new Map();
+    this.captures.clear();
     this.inbound.clear();
     this.changeIndexes = [];
     this.changeKeys = [];
@@ -499,6 +533,7 @@ export class KvStateMachine {
     } else {
       if (record.localIndex > 0) this.changelogStale++;
       const wasLive = record.value !== null;
+      if (this.captures.size > 0) this.keepForCaptures(record);
       record.writeLocal(index, value, hlc);
       this.countLiveness(wasLive, value !== null);
     }
@@ -514,6 +549,7 @@ export class KvStateMachine {
 
   private replaceVersion(record: KeyRecord, version: Version): void {
     const wasLive = record.value !== null;
+    if (this.captures.size > 0) this.keepForCaptures(record);
     record.merge(version);
     this.countLiveness(wasLive, version.siblings[0]!.value !== null);
   }
