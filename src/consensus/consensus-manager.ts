@@ -88,6 +88,7 @@ import {
   type RaftNodeInfo,
   type RaftState,
   type SnapshotCallbacks,
+  type SnapshotEncoder,
 } from './raft-consensus.js';
 
 /** The seed's ConsensusConfig, typed, with what a TypeScript deployment needs besides. */
@@ -230,7 +231,8 @@ export class ConsensusManager implements ReplicationHost {
       this.apply(command, data, entry),
     );
     this.raft.registerSnapshotCallbacks({
-      take: () => this.takeSnapshot(),
+      take: async () => (await this.captureSnapshot())(),
+      capture: () => this.captureSnapshot(),
       restore: (data) => this.restoreSnapshot(data),
     });
     this.replication = new ReplicationManager(
@@ -592,24 +594,37 @@ export class ConsensusManager implements ReplicationHost {
     }
   }
 
-  /** "PCMS" | u8 1 | u32 kv bytes | kv | u32 region bytes | regions | u32 app bytes | app | u32 CRC. */
-  private async takeSnapshot(): Promise<Uint8Array> {
-    const kv = this.kv.snapshot();
+  /**
+   * Captures the key-value state, the region positions and the application's state now; the
+   * key-value state is encoded later, a slice of keys per turn (KvSnapshotCapture).
+   */
+  private captureSnapshot(): SnapshotEncoder | Promise<SnapshotEncoder> {
     const regions = this.regionState.encode();
-    const app =
-      this.appSnapshots === undefined ? new Uint8Array(0) : await this.appSnapshots.take();
-    const out = new Uint8Array(4 + 1 + 4 + kv.length + 4 + regions.length + 4 + app.length + 4);
-    const view = new DataView(out.buffer);
-    out.set(envelopeMagic, 0);
-    out[4] = envelopeVersion;
-    let at = 5;
-    for (const part of [kv, regions, app]) {
-      view.setUint32(at, part.length, true);
-      out.set(part, at + 4);
-      at += 4 + part.length;
+    const kv = this.kv.captureSnapshot();
+    const encoderWith =
+      (app: SnapshotEncoder): SnapshotEncoder =>
+      async () =>
+        encodeEnvelope(await kv.encode(), regions, await app());
+    let app: SnapshotEncoder | Promise<SnapshotEncoder>;
+    try {
+      app = this.captureAppSnapshot();
+    } catch (error) {
+      kv.release();
+      throw error;
     }
-    view.setUint32(at, crc32(out.subarray(0, at)), true);
-    return out;
+    if (!(app instanceof Promise)) return encoderWith(app);
+    return app.then(encoderWith, (error: unknown) => {
+      kv.release();
+      throw error;
+    });
+  }
+
+  private captureAppSnapshot(): SnapshotEncoder | Promise<SnapshotEncoder> {
+    const callbacks = this.appSnapshots;
+    if (callbacks === undefined) return () => new Uint8Array(0);
+    if (callbacks.capture !== undefined) return callbacks.capture();
+    const data = callbacks.take();
+    return data instanceof Promise ? data.then((bytes) => () => bytes) : () => data;
   }
 
   private async restoreSnapshot(data: Uint8Array): Promise<void> {
@@ -694,6 +709,22 @@ export class ConsensusManager implements ReplicationHost {
     }
     this.transport.setPeers(peers);
   }
+}
+
+/** "PCMS" | u8 1 | u32 kv bytes | kv | u32 region bytes | regions | u32 app bytes | app | u32 CRC. */
+function encodeEnvelope(kv: Uint8Array, regions: Uint8Array, app: Uint8Array): Uint8Array {
+  const out = new Uint8Array(4 + 1 + 4 + kv.length + 4 + regions.length + 4 + app.length + 4);
+  const view = new DataView(out.buffer);
+  out.set(envelopeMagic, 0);
+  out[4] = envelopeVersion;
+  let at = 5;
+  for (const part of [kv, regions, app]) {
+    view.setUint32(at, part.length, true);
+    out.set(part, at + 4);
+    at += 4 + part.length;
+  }
+  view.setUint32(at, crc32(out.subarray(0, at)), true);
+  return out;
 }
 
 /** A signer for `purpose` from a secret option, checked for length; null without one. */

@@ -26,6 +26,7 @@ export type {
   SendSnapshotCallback,
   SendTimeoutNowCallback,
   SnapshotCallbacks,
+  SnapshotEncoder,
 } from './raft-consensus.js';
 export { LinkDownError, LocalTransport } from './local-transport.js';
 export { ConsensusManager } from './consensus-manager.js';

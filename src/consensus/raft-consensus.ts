@@ -93,10 +93,24 @@ export type ApplyCommandCallback = (
   entry: { readonly index: number; readonly term: number },
 ) => unknown;
 
+/** Encodes a state captured by {@link SnapshotCallbacks.capture}. */
+export type SnapshotEncoder = () => Uint8Array | Promise<Uint8Array>;
+
 /** Snapshots of the application's state machine, taken and restored by the driver. */
 export interface SnapshotCallbacks {
-  /** The state machine's state now (all applied entries reflected). */
+  /**
+   * The state machine's state now (all applied entries reflected). Nothing is applied until
+   * the promise, if one is returned, settles.
+   */
   take(): Uint8Array | Promise<Uint8Array>;
+  /**
+   * Optional, used instead of `take()` for the snapshots taken as the log grows: captures the
+   * state now (nothing is applied until the promise, if one is returned, settles) and returns
+   * how to encode it. The encoder is called once, soon after, while entries go on being
+   * applied, so encoding a large state does not stop the Ready loop: hashicorp/raft's
+   * `FSM.Snapshot` and `FSMSnapshot.Persist`.
+   */
+  capture?(): SnapshotEncoder | Promise<SnapshotEncoder>;
   /** Replaces the state machine's state with a snapshot's. */
   restore(data: Uint8Array): void | Promise<void>;
 }
@@ -154,9 +168,10 @@ export interface RaftConsensusOptions {
   /**
    * Take a state machine snapshot every N applied entries (0: never). Default 100,000, as
    * etcd's `--snapshot-count`: the application serializes its state machine on this thread
-   * meanwhile, a stall that at every 10,000 entries showed in p99 latency under load. Each
-   * member's snapshots are shifted by its place among the members (by N/3 in a three-node
-   * cluster), so that they do not all stall at once; the first comes after N/2 to 3N/2.
+   * (in one go with `take()`, a stall that at every 10,000 entries showed in p99 latency under
+   * load). Each member's snapshots are shifted by its place among the members (by N/3 in a
+   * three-node cluster), so that they do not all slow down at once; the first comes after N/2
+   * to 3N/2.
    */
   readonly snapshotEveryEntries?: number;
   /** Entries kept in the log behind a snapshot, for slow followers. Default 1,000. */
@@ -316,8 +331,11 @@ export class RaftConsensus {
    * membership; null after a membership change (see plannedSnapshotIndex).
    */
   private snapshotPlan: { readonly after: number; readonly at: number } | null = null;
-  /** A snapshot taken whose data is being written (see takeSnapshot); null when none is. */
-  private snapshotPreparing: { readonly snapshot: StoredSnapshot; written: boolean } | null = null;
+  /**
+   * The snapshot taken (see takeSnapshot): `snapshot` is null while its data is encoded and
+   * written, then set until the loop saves it; null when none is under way.
+   */
+  private snapshotPreparing: { snapshot: StoredSnapshot | null } | null = null;
   /** The last snapshot data write started; shutdown waits for it before closing storage. */
   private snapshotWrites: Promise<void> = Promise.resolve();
   private role: Role = 'follower';
@@ -386,7 +404,10 @@ export class RaftConsensus {
         };
         const app =
           this.snapshotCallbacks === null ? new Uint8Array(0) : await this.snapshotCallbacks.take();
-        snapshot = { meta: { index: 0, term: 0, conf }, data: this.encodeSnapshot(app) };
+        snapshot = {
+          meta: { index: 0, term: 0, conf },
+          data: encodeSnapshotData(this.encodeMembers(), app),
+        };
         await this.persistence.saveSnapshot(snapshot);
       }
       let conf = emptyConf;
@@ -875,7 +896,7 @@ export class RaftConsensus {
         this.loopRunning = false;
         // Something may have been stepped, or a snapshot's file written, while the last Ready
         // was in flight.
-        if (this.core?.hasReady() === true || this.snapshotPreparing?.written === true) {
+        if (this.core?.hasReady() === true || this.snapshotWritten()) {
           this.schedule();
         }
       });
@@ -907,7 +928,7 @@ export class RaftConsensus {
         }
         // A snapshot's file written while the loop had no Ready; what is stepped while it is
         // saved makes new Readys.
-        if (this.state !== 'running' || this.snapshotPreparing?.written !== true) break;
+        if (this.state !== 'running' || !this.snapshotWritten()) break;
         await this.saveSnapshot(core);
       }
       if (this.state === 'running') {
@@ -993,7 +1014,7 @@ export class RaftConsensus {
 
   private async afterAdvance(core: RaftCore): Promise<void> {
     this.checkWaiters();
-    if (this.snapshotPreparing?.written === true) await this.saveSnapshot(core);
+    if (this.snapshotWritten()) await this.saveSnapshot(core);
     if (
       this.snapshotCallbacks !== null &&
       this.snapshotEveryEntries > 0 &&
@@ -1006,11 +1027,12 @@ export class RaftConsensus {
 
   /**
    * Where this member takes its next snapshot, planned again after each snapshot and each
-   * membership change. The state machine's part of a snapshot stops the Ready loop; members
-   * that all took it at the same index (they apply the same entries) stopped together, and a
-   * commit waited for them. Each member's snapshots are shifted by its place among the members
-   * instead (voters first, then learners), so the others cover its pause. A node that is not
-   * among them (one that joined, before the membership that names it reaches it) takes none.
+   * membership change. A snapshot slows its member down: `take()` stops the Ready loop, and
+   * even a `capture()` is encoded on the same thread. Members that all took it at the same
+   * index (they apply the same entries) slowed down together, and a commit waited for them.
+   * Each member's snapshots are shifted by its place among the members instead (voters first,
+   * then learners), so the others cover for it. A node that is not among them (one that
+   * joined, before the membership that names it reaches it) takes none.
    */
   private plannedSnapshotIndex(core: RaftCore): number {
     if (this.snapshotPlan?.after !== this.snapshotIndex) {
@@ -1151,36 +1173,45 @@ export class RaftConsensus {
   }
 
   /**
-   * Takes the state machine's snapshot. With storage that can prepare it, its data is written
-   * while the loop goes on (writing a few MB durably in the loop held up every request for
-   * as long), and the loop saves it once written ({@link saveSnapshot}); otherwise it is saved
-   * at once.
+   * Takes the state machine's snapshot: captures it in the loop, then encodes it and, with
+   * storage that can prepare it, writes its data while the loop goes on (writing a few MB
+   * durably in the loop held up every request for as long); the loop saves it once written
+   * ({@link saveSnapshot}).
    */
   private async takeSnapshot(core: RaftCore): Promise<void> {
     const callbacks = this.snapshotCallbacks;
     if (callbacks === null) return;
     // Nothing is applied while this runs (applies happen only in this loop), so the state
     // machine is exactly at lastApplied.
-    const index = this.lastApplied;
-    const meta: SnapshotMeta = { index, term: this.lastAppliedTerm, conf: core.status().conf };
-    const app = await callbacks.take();
-    const preparing = { snapshot: { meta, data: this.encodeSnapshot(app) }, written: false };
-    this.snapshotPreparing = preparing;
-    if (this.persistence.prepareSnapshot === undefined) {
-      preparing.written = true;
-      await this.saveSnapshot(core);
-      return;
+    const meta: SnapshotMeta = {
+      index: this.lastApplied,
+      term: this.lastAppliedTerm,
+      conf: core.status().conf,
+    };
+    const members = this.encodeMembers();
+    let encode: SnapshotEncoder;
+    if (callbacks.capture === undefined) {
+      const app = await callbacks.take();
+      encode = () => app;
+    } else {
+      encode = await callbacks.capture();
     }
-    this.snapshotWrites = this.persistence.prepareSnapshot(preparing.snapshot).then(
-      () => {
-        preparing.written = true;
-        // Saved by the loop after its current Ready, or now if it is idle.
-        this.schedule();
-      },
-      (error: unknown) => {
-        if (this.state !== 'stopped') this.fail(error);
-      },
-    );
+    const preparing: { snapshot: StoredSnapshot | null } = { snapshot: null };
+    this.snapshotPreparing = preparing;
+    this.snapshotWrites = (async () => {
+      const snapshot = { meta, data: encodeSnapshotData(members, await encode()) };
+      await this.persistence.prepareSnapshot?.(snapshot);
+      preparing.snapshot = snapshot;
+      // Saved by the loop after its current Ready, or now if it is idle.
+      this.schedule();
+    })().catch((error: unknown) => {
+      if (this.state !== 'stopped') this.fail(error);
+    });
+  }
+
+  /** Whether a snapshot taken is written and waits for the loop to save it. */
+  private snapshotWritten(): boolean {
+    return this.snapshotPreparing !== null && this.snapshotPreparing.snapshot !== null;
   }
 
   /**
@@ -1188,7 +1219,7 @@ export class RaftConsensus {
    * A snapshot from the leader, installed meanwhile, supersedes it.
    */
   private async saveSnapshot(core: RaftCore): Promise<void> {
-    const { snapshot } = this.snapshotPreparing!;
+    const snapshot = this.snapshotPreparing!.snapshot!;
     this.snapshotPreparing = null;
     const { meta } = snapshot;
     if (meta.index <= this.snapshotIndex) return;
@@ -1215,16 +1246,11 @@ export class RaftConsensus {
     }
   }
 
-  private encodeSnapshot(app: Uint8Array): Uint8Array {
-    const members = encoder.encode(
+  /** The members' ids and addresses, as a snapshot holds them. */
+  private encodeMembers(): Uint8Array {
+    return encoder.encode(
       JSON.stringify([...this.members.values()].map((member) => withUrl(member))),
     );
-    const out = new Uint8Array(5 + members.length + app.length);
-    out[0] = snapshotEnvelopeVersion;
-    new DataView(out.buffer).setUint32(1, members.length);
-    out.set(members, 5);
-    out.set(app, 5 + members.length);
-    return out;
   }
 
   // ---------------------------------------------------------------------------------------
@@ -1504,6 +1530,16 @@ function commandOf(payload: Uint8Array, offset: number, length: number): string 
   decodedCommand = command;
   decodedCommandBytes = payload.slice(offset, offset + length);
   return command;
+}
+
+/** A snapshot's data: envelope version, u32 length and JSON of the members, the application's bytes. */
+function encodeSnapshotData(members: Uint8Array, app: Uint8Array): Uint8Array {
+  const out = new Uint8Array(5 + members.length + app.length);
+  out[0] = snapshotEnvelopeVersion;
+  new DataView(out.buffer).setUint32(1, members.length);
+  out.set(members, 5);
+  out.set(app, 5 + members.length);
+  return out;
 }
 
 function decodeSnapshot(data: Uint8Array): { members: RaftNodeInfo[]; app: Uint8Array } {

@@ -421,6 +421,84 @@ describe('snapshots, membership and transfer', () => {
     }
   });
 
+  it('applies on while a captured snapshot is encoded, and stores the state at the capture', async () => {
+    const infos = nodeInfos(1);
+    const persistence = new MemoryPersistence();
+    const node = makeNode(
+      new LocalTransport(),
+      infos[0]!,
+      infos,
+      { snapshotEveryEntries: 5, compactKeepEntries: 0 },
+      persistence,
+    );
+    running.push(node);
+    let finishEncoding = (): void => undefined;
+    const encodingHeld = new Promise<void>((resolve) => (finishEncoding = resolve));
+    const captures: { index: number; data: Uint8Array }[] = [];
+    node.raft.registerSnapshotCallbacks({
+      take: () => node.machine.take(),
+      capture: () => {
+        // The state now; encoded once the test lets it, as a large state would be.
+        const capture = { index: node.machine.applied.at(-1) ?? 0, data: node.machine.take() };
+        captures.push(capture);
+        return async () => {
+          await encodingHeld;
+          return capture.data;
+        };
+      },
+      restore: (data) => node.machine.restore(data),
+    });
+    try {
+      await node.raft.initialize();
+      await waitForLeader([node]);
+      for (let k = 0; k < 6; k++) await node.raft.submitCommand('SET', `k${k}=${k}`);
+      expect(captures).toHaveLength(1);
+      // The loop goes on: commands commit and apply, and no second snapshot starts meanwhile.
+      for (let k = 6; k < 20; k++) await node.raft.submitCommand('SET', `k${k}=${k}`);
+      expect(node.machine.values.get('k19')).toBe('19');
+      expect(captures).toHaveLength(1);
+      expect(node.raft.status().raft!.snapshotIndex).toBe(0);
+      finishEncoding();
+      const { index, data } = captures[0]!;
+      await waitUntil(() => node.raft.status().raft!.snapshotIndex >= index, 5_000, 'saved');
+      const stored = (await persistence.loadSnapshot())!;
+      expect(stored.meta.index).toBe(index);
+      // The application's bytes end the snapshot's data: those of the capture, not of later.
+      expect(stored.data.subarray(stored.data.length - data.length)).toEqual(data);
+      expect(JSON.parse(new TextDecoder().decode(data))).not.toContainEqual(['k19', '19']);
+    } finally {
+      finishEncoding();
+    }
+  });
+
+  it('fails like a storage failure when a captured snapshot cannot be encoded', async () => {
+    const infos = nodeInfos(1);
+    const node = makeNode(new LocalTransport(), infos[0]!, infos, {
+      snapshotEveryEntries: 5,
+      compactKeepEntries: 0,
+    });
+    running.push(node);
+    node.raft.registerSnapshotCallbacks({
+      take: () => node.machine.take(),
+      capture: () => () => Promise.reject(new StorageError('CORRUPT_LOG', 'cannot encode')),
+      restore: (data) => node.machine.restore(data),
+    });
+    await node.raft.initialize();
+    await waitForLeader([node]);
+    // The snapshot is due after 5 entries; the command that meets the failure, or the next,
+    // is refused with it.
+    let refused: unknown = null;
+    for (let k = 0; k < 10 && refused === null; k++) {
+      await node.raft.submitCommand('SET', `k${k}=${k}`).catch((error: unknown) => {
+        refused = error;
+      });
+    }
+    expect(refused).toMatchObject({ code: 'CORRUPT_LOG' });
+    await expect(node.raft.submitCommand('SET', 'after=1')).rejects.toMatchObject({
+      code: 'CORRUPT_LOG',
+    });
+  });
+
   it("drops its own snapshot, still being written, for the leader's newer one", async () => {
     const options = { snapshotEveryEntries: 5, compactKeepEntries: 0 };
     const { nodes, transport } = await cluster(3, options, () => new PreparingPersistence());
