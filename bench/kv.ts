@@ -11,8 +11,8 @@
  * Each state's `snapshot()` is timed too (median of 21 back to back, the JIT warm), and the
  * way a node takes its snapshots instead: `captureSnapshot()` in the Raft loop (median of 21),
  * then `encode()` over several turns of the event loop, each turn timed by a task queued
- * between them. The longest turn is what the loop can wait for at worst (the first one sorts
- * the keys).
+ * between them (one encoding per state). The longest turn is what the loop can wait for at
+ * worst.
  *
  * Why it matters: a key outlives the young generation, so every byte of a key's version is
  * copied twice by the scavenger, and on a node under load key versions were most of what a

@@ -601,10 +601,13 @@ export class ConsensusManager implements ReplicationHost {
   private captureSnapshot(): SnapshotEncoder | Promise<SnapshotEncoder> {
     const regions = this.regionState.encode();
     const kv = this.kv.captureSnapshot();
+    // Both encoders are called, whatever the other does: each may hold state until it runs.
     const encoderWith =
       (app: SnapshotEncoder): SnapshotEncoder =>
-      async () =>
-        encodeEnvelope(await kv.encode(), regions, await app());
+      async () => {
+        const [kvBytes, appBytes] = await Promise.all([kv.encode(), app()]);
+        return encodeEnvelope(kvBytes, regions, appBytes);
+      };
     let app: SnapshotEncoder | Promise<SnapshotEncoder>;
     try {
       app = this.captureAppSnapshot();

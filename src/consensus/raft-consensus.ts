@@ -482,8 +482,14 @@ export class RaftConsensus {
 
   /** Registers snapshot support; without it the log is never compacted. */
   registerSnapshotCallbacks(callbacks: SnapshotCallbacks): void {
-    if (typeof callbacks.take !== 'function' || typeof callbacks.restore !== 'function') {
-      throw new TypeError('Invalid snapshot callbacks: expected take() and restore(data)');
+    if (
+      typeof callbacks.take !== 'function' ||
+      typeof callbacks.restore !== 'function' ||
+      (callbacks.capture !== undefined && typeof callbacks.capture !== 'function')
+    ) {
+      throw new TypeError(
+        'Invalid snapshot callbacks: expected take(), restore(data) and, if given, capture()',
+      );
     }
     this.snapshotCallbacks = callbacks;
   }
@@ -1200,6 +1206,8 @@ export class RaftConsensus {
     this.snapshotPreparing = preparing;
     this.snapshotWrites = (async () => {
       const snapshot = { meta, data: encodeSnapshotData(members, await encode()) };
+      // Stopping: it would never be saved.
+      if (this.state !== 'running') return;
       await this.persistence.prepareSnapshot?.(snapshot);
       preparing.snapshot = snapshot;
       // Saved by the loop after its current Ready, or now if it is idle.

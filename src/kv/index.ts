@@ -2,5 +2,5 @@
  * The key-value state machine and its encodings.
  */
 export * from './codec.js';
-export * from './snapshot-capture.js';
+export { KvSnapshotCapture, type SnapshotHeader } from './snapshot-capture.js';
 export * from './state-machine.js';

@@ -25,7 +25,8 @@ const keysPerTurn = 512;
 const mergesPerTurn = 8_192;
 
 /**
- * `keys` sorted ascending (as `sort()` would), over several turns: runs of
+ * `keys` sorted ascending (as `sort()` would), over several turns; `keys` itself is reordered
+ * and may be the array returned. Runs of
  * {@link keysPerTurn} keys sorted one per turn, then merged in pairs. Sorted at once, 20,000
  * keys written in a random order took 5.5–7.7 ms, the longest turn of the encoding
  * (`npx tsx bench/kv.ts`).
@@ -68,7 +69,7 @@ export type SnapshotHeader = Omit<VersionedSnapshotSource, 'keys' | 'keyCount'>;
 export class KvSnapshotCapture {
   /** What a key held when captured, for each key changed since. */
   private readonly kept = new Map<string, KeySnapshot>();
-  private used = false;
+  private state: 'captured' | 'encoding' | 'done' = 'captured';
 
   /** @internal */
   constructor(
@@ -89,8 +90,14 @@ export class KvSnapshotCapture {
    * captured. Call it once (or {@link release} instead).
    */
   async encode(): Promise<Uint8Array> {
-    if (this.used) throw new Error('Cannot encode a snapshot capture twice, or after release()');
-    this.used = true;
+    if (this.state !== 'captured') {
+      throw new Error(
+        this.state === 'encoding'
+          ? 'Cannot encode a snapshot capture twice'
+          : 'Cannot encode a snapshot capture that was encoded or released',
+      );
+    }
+    this.state = 'encoding';
     try {
       const keys = await sortInTurns(this.keys);
       const writer = new VersionedSnapshotWriter({ ...this.header, keyCount: keys.length });
@@ -101,14 +108,20 @@ export class KvSnapshotCapture {
       }
       return writer.finish();
     } finally {
-      this.detach(this);
-      this.kept.clear();
+      this.finish();
     }
   }
 
-  /** Gives the capture up without encoding it: the state machine stops keeping keys for it. */
+  /**
+   * Gives the capture up without encoding it: the state machine stops keeping keys for it.
+   * Does nothing while {@link encode} runs (it lets go when it ends) or once done.
+   */
   release(): void {
-    this.used = true;
+    if (this.state === 'captured') this.finish();
+  }
+
+  private finish(): void {
+    this.state = 'done';
     this.detach(this);
     this.kept.clear();
   }

@@ -569,8 +569,10 @@ export class VersionedSnapshotWriter {
     this.keyCount = header.keyCount;
   }
 
+  /** Writes the next key (ascending); at most as many as the header counted. */
   key(record: KeySnapshot): void {
     const writer = this.writer;
+    assert(this.written < this.keyCount, () => `more keys than the ${this.keyCount} counted`);
     this.written++;
     writer.str16(record.key);
     writeVersion(writer, record.version);

@@ -4,8 +4,8 @@
 // new ones, merges of another region's writes, and a restore that replaces the whole state.
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
-import { sortInTurns } from '../../src/kv/snapshot-capture.js';
+import { describe, expect, it, vi } from 'vitest';
+import { KvSnapshotCapture, sortInTurns } from '../../src/kv/snapshot-capture.js';
 import { KvStateMachine } from '../../src/kv/state-machine.js';
 import { encodeStampedCommand } from '../../src/kv/versioned-codec.js';
 import { ship } from './helpers.js';
@@ -142,15 +142,33 @@ describe('KvStateMachine.captureSnapshot', () => {
     expect(restored.appliedIndex).toBe(us.appliedIndex - 2);
   });
 
-  it('is encoded once; a released capture keeps nothing and cannot be encoded', async () => {
+  it('is encoded once; once encoded or released it keeps nothing and cannot be encoded', async () => {
     const { us } = startingState();
-    const encoded = us.captureSnapshot();
-    await encoded.encode();
-    await expect(encoded.encode()).rejects.toThrow(/twice/);
-    const released = us.captureSnapshot();
-    released.release();
-    await expect(released.encode()).rejects.toThrow(/after release/);
-    write(us, keyOf(1), new Uint8Array([9]), 9_000);
-    expect(await us.captureSnapshot().encode()).toEqual(us.snapshot());
+    const keep = vi.spyOn(KvSnapshotCapture.prototype, 'keep');
+    try {
+      const encoded = us.captureSnapshot();
+      const encoding = encoded.encode();
+      await expect(encoded.encode()).rejects.toThrow(/twice/);
+      await encoding;
+      await expect(encoded.encode()).rejects.toThrow(/encoded or released/);
+      const released = us.captureSnapshot();
+      released.release();
+      await expect(released.encode()).rejects.toThrow(/encoded or released/);
+      write(us, keyOf(1), new Uint8Array([9]), 9_000);
+      expect(keep).not.toHaveBeenCalled();
+      expect(await us.captureSnapshot().encode()).toEqual(us.snapshot());
+    } finally {
+      keep.mockRestore();
+    }
+  });
+
+  it('ignores release() while it is encoded', async () => {
+    const { us } = startingState();
+    const expected = us.snapshot();
+    const capture = us.captureSnapshot();
+    const encoding = capture.encode();
+    capture.release();
+    write(us, keyOf(2), new Uint8Array([8]), 9_000);
+    expect(Buffer.from(await encoding).equals(Buffer.from(expected))).toBe(true);
   });
 });

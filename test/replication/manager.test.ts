@@ -3,9 +3,10 @@
 // LocalRegionNetwork that can delay or cut them. Covers the replicated region configuration,
 // each strategy's wait, fail vs fallback, leader changes at either end, cursors recorded
 // through Raft, catching up after the log was compacted, conflicts, and status and receipts.
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ConflictResolutionStrategy } from '../../src/conflict/conflict-resolver.js';
 import { NotLeaderError } from '../../src/errors.js';
+import { KvSnapshotCapture } from '../../src/kv/snapshot-capture.js';
 import { LocalRegionNetwork } from '../../src/replication/local-network.js';
 import {
   ReplicationStrategy,
@@ -422,6 +423,53 @@ describe('conflicts between regions', () => {
 });
 
 describe('ConsensusManager', () => {
+  it("encodes an application's own capture beside the key-value state; a failed one lets the key-value capture go", async () => {
+    const network = new LocalRegionNetwork();
+    let appState = '';
+    let failCapture = false;
+    const encoded: string[] = [];
+    const released = vi.spyOn(KvSnapshotCapture.prototype, 'release');
+    try {
+      const us = await region(network, 'us', 1, {
+        raft: { tickIntervalMs: 10, snapshotEveryEntries: 3 },
+        appSnapshots: {
+          take: () => new TextEncoder().encode(appState),
+          capture: () => {
+            if (failCapture) throw new Error('cannot capture');
+            const captured = appState;
+            return () => {
+              encoded.push(captured);
+              return new TextEncoder().encode(captured);
+            };
+          },
+          restore: (data) => {
+            appState = new TextDecoder().decode(data);
+          },
+        },
+      });
+      const manager = (await us.leader()).manager;
+      manager.registerApplyCommandCallback((_command, data) => {
+        appState += String(data);
+        return appState.length;
+      });
+      await manager.submitCommand('WRITE', 'a');
+      for (let k = 0; k < 5; k++) await manager.put(`k${k}`, 'v');
+      // The first is the bootstrap snapshot, taken before any command.
+      await waitFor('a snapshot encoded', () => (encoded.length > 1 ? true : undefined));
+      expect(encoded[0]).toBe('');
+      expect(encoded.slice(1)).toEqual(encoded.slice(1).map(() => 'a'));
+      expect(released).not.toHaveBeenCalled();
+      failCapture = true;
+      const failed = (async () => {
+        for (let k = 0; k < 10; k++) await manager.put(`later${k}`, 'v');
+      })();
+      await expect(failed).rejects.toThrow(/cannot capture/);
+      expect(released).toHaveBeenCalledTimes(1);
+    } finally {
+      released.mockRestore();
+    }
+  });
+
   it('passes application commands to the callback, reserves its own, and snapshots both states', async () => {
     const network = new LocalRegionNetwork();
     const applied: string[] = [];
