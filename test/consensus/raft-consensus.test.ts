@@ -349,13 +349,8 @@ describe('snapshots, membership and transfer', () => {
     expect([...lagging.machine.values]).toEqual([...leader.machine.values]);
   });
 
-  /**
-   * Starts a lone node on `persistence` with its snapshot writes held, and commits until it has
-   * taken its first snapshot, whose write is then held. Call inside a try that releases it:
-   * shutting down waits for the write, so a failed check must not leave it held.
-   */
-  async function aloneWithSnapshotHeld(persistence: PreparingPersistence): Promise<ClusterNode> {
-    persistence.hold();
+  /** A lone node, not started, that snapshots every 5 entries and keeps no log behind them. */
+  function aloneSnapshotting(persistence: MemoryPersistence): ClusterNode {
     const infos = nodeInfos(1);
     const node = makeNode(
       new LocalTransport(),
@@ -365,6 +360,17 @@ describe('snapshots, membership and transfer', () => {
       persistence,
     );
     running.push(node);
+    return node;
+  }
+
+  /**
+   * Starts a lone node on `persistence` with its snapshot writes held, and commits until it has
+   * taken its first snapshot, whose write is then held. Call inside a try that releases it:
+   * shutting down waits for the write, so a failed check must not leave it held.
+   */
+  async function aloneWithSnapshotHeld(persistence: PreparingPersistence): Promise<ClusterNode> {
+    persistence.hold();
+    const node = aloneSnapshotting(persistence);
     await node.raft.initialize();
     await waitForLeader([node]);
     for (let k = 0; k < 6; k++) await node.raft.submitCommand('SET', `k${k}=${k}`);
@@ -422,16 +428,8 @@ describe('snapshots, membership and transfer', () => {
   });
 
   it('applies on while a captured snapshot is encoded, and stores the state at the capture', async () => {
-    const infos = nodeInfos(1);
     const persistence = new MemoryPersistence();
-    const node = makeNode(
-      new LocalTransport(),
-      infos[0]!,
-      infos,
-      { snapshotEveryEntries: 5, compactKeepEntries: 0 },
-      persistence,
-    );
-    running.push(node);
+    const node = aloneSnapshotting(persistence);
     let finishEncoding = (): void => undefined;
     const encodingHeld = new Promise<void>((resolve) => (finishEncoding = resolve));
     const captures: { index: number; data: Uint8Array }[] = [];
@@ -471,12 +469,7 @@ describe('snapshots, membership and transfer', () => {
   });
 
   it('fails like a storage failure when a captured snapshot cannot be encoded', async () => {
-    const infos = nodeInfos(1);
-    const node = makeNode(new LocalTransport(), infos[0]!, infos, {
-      snapshotEveryEntries: 5,
-      compactKeepEntries: 0,
-    });
-    running.push(node);
+    const node = aloneSnapshotting(new MemoryPersistence());
     node.raft.registerSnapshotCallbacks({
       take: () => node.machine.take(),
       capture: () => () => Promise.reject(new StorageError('CORRUPT_LOG', 'cannot encode')),
