@@ -104,30 +104,27 @@ async function heldBy(build: () => KvStateMachine): Promise<{ kv: KvStateMachine
   };
 }
 
+/** The median time of 21 calls of `task` in a row. */
+async function medianOf21(name: string, task: () => void): Promise<number> {
+  const bench = new Bench({ iterations: 21, time: 0, warmup: false });
+  bench.add(name, task);
+  await bench.run();
+  const result = bench.tasks[0]!.result;
+  if (!('latency' in result)) throw new Error(`No result for ${name}`);
+  return result.latency.p50;
+}
+
 /** The size of `kv`'s snapshot, and the median time of 21 `snapshot()` calls in a row. */
 async function timeSnapshot(kv: KvStateMachine): Promise<{ bytes: number; medianMs: number }> {
   const bytes = kv.snapshot().length;
-  const bench = new Bench({ iterations: 21, time: 0, warmup: false });
-  bench.add('snapshot', () => {
-    kv.snapshot();
-  });
-  await bench.run();
-  const result = bench.tasks[0]!.result;
-  if (!('latency' in result)) throw new Error('No result for snapshot()');
-  return { bytes, medianMs: result.latency.p50 };
+  return { bytes, medianMs: await medianOf21('snapshot()', () => kv.snapshot()) };
 }
 
 /** `captureSnapshot()`'s median time, and the turns one `encode()` takes (see the module comment). */
 async function timeCapture(
   kv: KvStateMachine,
 ): Promise<{ captureMs: number; turns: number; longestTurnMs: number }> {
-  const bench = new Bench({ iterations: 21, time: 0, warmup: false });
-  bench.add('captureSnapshot', () => {
-    kv.captureSnapshot().release();
-  });
-  await bench.run();
-  const result = bench.tasks[0]!.result;
-  if (!('latency' in result)) throw new Error('No result for captureSnapshot()');
+  const captureMs = await medianOf21('captureSnapshot()', () => kv.captureSnapshot().release());
   const turns: number[] = [];
   let encoding = true;
   let turnStart = 0;
@@ -146,7 +143,7 @@ async function timeCapture(
   await capture.encode();
   encoding = false;
   endTurn();
-  return { captureMs: result.latency.p50, turns: turns.length, longestTurnMs: Math.max(...turns) };
+  return { captureMs, turns: turns.length, longestTurnMs: Math.max(...turns) };
 }
 
 export async function run(): Promise<void> {

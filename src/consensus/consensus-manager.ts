@@ -81,6 +81,7 @@ import { closeServer, installErrorHandlers } from '../transport/http.js';
 import { mountPeerRoutes, type PeerRoutes } from '../transport/server.js';
 import {
   RaftConsensus,
+  captureOrTake,
   type ApplyCommandCallback,
   type CommandResult,
   type RaftConsensusOptions,
@@ -610,7 +611,10 @@ export class ConsensusManager implements ReplicationHost {
       };
     let app: SnapshotEncoder | Promise<SnapshotEncoder>;
     try {
-      app = this.captureAppSnapshot();
+      app =
+        this.appSnapshots === undefined
+          ? () => new Uint8Array(0)
+          : captureOrTake(this.appSnapshots);
     } catch (error) {
       kv.release();
       throw error;
@@ -620,14 +624,6 @@ export class ConsensusManager implements ReplicationHost {
       kv.release();
       throw error;
     });
-  }
-
-  private captureAppSnapshot(): SnapshotEncoder | Promise<SnapshotEncoder> {
-    const callbacks = this.appSnapshots;
-    if (callbacks === undefined) return () => new Uint8Array(0);
-    if (callbacks.capture !== undefined) return callbacks.capture();
-    const data = callbacks.take();
-    return data instanceof Promise ? data.then((bytes) => () => bytes) : () => data;
   }
 
   private async restoreSnapshot(data: Uint8Array): Promise<void> {

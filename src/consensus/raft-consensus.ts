@@ -115,6 +115,18 @@ export interface SnapshotCallbacks {
   restore(data: Uint8Array): void | Promise<void>;
 }
 
+/**
+ * What `callbacks` capture of the state now: their own `capture()`, or `take()`'s bytes as they
+ * are (nothing is applied until the promise, if one is returned, settles).
+ */
+export function captureOrTake(
+  callbacks: SnapshotCallbacks,
+): SnapshotEncoder | Promise<SnapshotEncoder> {
+  if (callbacks.capture !== undefined) return callbacks.capture();
+  const data = callbacks.take();
+  return data instanceof Promise ? data.then((bytes) => () => bytes) : () => data;
+}
+
 /** Sends a RequestVote (or Pre-Vote) to `to`; resolves with its answer or null (no answer). */
 export type SendRequestVoteCallback = (
   to: RaftNodeInfo,
@@ -1195,13 +1207,7 @@ export class RaftConsensus {
       conf: core.status().conf,
     };
     const members = this.encodeMembers();
-    let encode: SnapshotEncoder;
-    if (callbacks.capture === undefined) {
-      const app = await callbacks.take();
-      encode = () => app;
-    } else {
-      encode = await callbacks.capture();
-    }
+    const encode = await captureOrTake(callbacks);
     const preparing: { snapshot: StoredSnapshot | null } = { snapshot: null };
     this.snapshotPreparing = preparing;
     this.snapshotWrites = (async () => {
@@ -1540,7 +1546,10 @@ function commandOf(payload: Uint8Array, offset: number, length: number): string 
   return command;
 }
 
-/** A snapshot's data: envelope version, u32 length and JSON of the members, the application's bytes. */
+/**
+ * A snapshot's data: envelope version, u32 length and JSON of the members, the application's
+ * bytes.
+ */
 function encodeSnapshotData(members: Uint8Array, app: Uint8Array): Uint8Array {
   const out = new Uint8Array(5 + members.length + app.length);
   out[0] = snapshotEnvelopeVersion;

@@ -156,8 +156,8 @@ export class KvStateMachine {
    * Key records by the index of their latest local write, ascending. An entry is stale once
    * its key was written again (its record's localIndex differs); stale entries are skipped and
    * compacted away in bulk. The records themselves, not their keys: looking each key up in the
-   * map made a compaction of 19,000 entries take a median of 1.05–1.27 ms, against 0.24–0.26
-   * ms (bench/README.md, row 22).
+   * map made a compaction of 19,000 entries take a median of 1.05–1.27 ms, against
+   * 0.24–0.26 ms (bench/README.md, row 22).
    */
   private changeIndexes: number[] = [];
   private changeRecords: KeyRecord[] = [];
