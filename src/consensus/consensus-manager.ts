@@ -232,7 +232,8 @@ export class ConsensusManager implements ReplicationHost {
       this.apply(command, data, entry),
     );
     this.raft.registerSnapshotCallbacks({
-      take: async () => (await this.captureSnapshot())(),
+      // Encoded at once: nothing can stop it half-way.
+      take: async () => (await this.captureSnapshot())(new AbortController().signal),
       capture: () => this.captureSnapshot(),
       restore: (data) => this.restoreSnapshot(data),
     });
@@ -605,8 +606,8 @@ export class ConsensusManager implements ReplicationHost {
     // Both encoders are called, whatever the other does: each may hold state until it runs.
     const encoderWith =
       (app: SnapshotEncoder): SnapshotEncoder =>
-      async () => {
-        const [kvBytes, appBytes] = await Promise.all([kv.encode(), app()]);
+      async (signal) => {
+        const [kvBytes, appBytes] = await Promise.all([kv.encode(signal), app(signal)]);
         return encodeEnvelope(kvBytes, regions, appBytes);
       };
     let app: SnapshotEncoder | Promise<SnapshotEncoder>;

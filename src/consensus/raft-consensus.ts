@@ -93,8 +93,12 @@ export type ApplyCommandCallback = (
   entry: { readonly index: number; readonly term: number },
 ) => unknown;
 
-/** Encodes a state captured by {@link SnapshotCallbacks.capture}. */
-export type SnapshotEncoder = () => Uint8Array | Promise<Uint8Array>;
+/**
+ * Encodes a state captured by {@link SnapshotCallbacks.capture}. `signal` aborts when the node
+ * stops first: the node no longer waits for the bytes, so the encoder may stop early and let
+ * go of what it holds (hashicorp/raft's `FSMSnapshot.Release`).
+ */
+export type SnapshotEncoder = (signal: AbortSignal) => Uint8Array | Promise<Uint8Array>;
 
 /** Snapshots of the application's state machine, taken and restored by the driver. */
 export interface SnapshotCallbacks {
@@ -350,6 +354,8 @@ export class RaftConsensus {
   private snapshotPreparing: { snapshot: StoredSnapshot | null } | null = null;
   /** The last snapshot data write started; shutdown waits for it before closing storage. */
   private snapshotWrites: Promise<void> = Promise.resolve();
+  /** Aborts the encoding of the last snapshot taken, if it is still under way. */
+  private stopSnapshotEncoding: () => void = () => undefined;
   private role: Role = 'follower';
   private leader: NodeId = '';
 
@@ -472,6 +478,9 @@ export class RaftConsensus {
     this.state = 'stopped';
     if (this.ticker !== null) clearInterval(this.ticker);
     this.ticker = null;
+    // An encoding under way is dropped (it would never be saved); a file being written is
+    // waited for, before storage closes.
+    this.stopSnapshotEncoding();
     await this.loopDone;
     await this.snapshotWrites;
     this.rejectAll(new ShutdownError());
@@ -1210,8 +1219,11 @@ export class RaftConsensus {
     const encode = await captureOrTake(callbacks);
     const preparing: { snapshot: StoredSnapshot | null } = { snapshot: null };
     this.snapshotPreparing = preparing;
+    const stopping = new AbortController();
+    this.stopSnapshotEncoding = (): void => stopping.abort(new ShutdownError());
     this.snapshotWrites = (async () => {
-      const snapshot = { meta, data: encodeSnapshotData(members, await encode()) };
+      const data = await untilAborted(encode(stopping.signal), stopping.signal);
+      const snapshot = { meta, data: encodeSnapshotData(members, data) };
       // Stopping: it would never be saved.
       if (this.state !== 'running') return;
       await this.persistence.prepareSnapshot?.(snapshot);
@@ -1544,6 +1556,18 @@ function commandOf(payload: Uint8Array, offset: number, length: number): string 
   decodedCommand = command;
   decodedCommandBytes = payload.slice(offset, offset + length);
   return command;
+}
+
+/** `work`'s result, or `signal`'s reason as soon as it aborts, without waiting for `work`. */
+function untilAborted<T>(work: T | Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason as Error);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason as Error);
+    signal.addEventListener('abort', onAbort, { once: true });
+    Promise.resolve(work)
+      .then(resolve, reject)
+      .finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }
 
 /**

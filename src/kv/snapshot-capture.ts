@@ -25,18 +25,18 @@ const keysPerTurn = 512;
 const mergesPerTurn = 8_192;
 
 /**
- * `keys` sorted ascending (as `sort()` would), over several turns; `keys` itself is reordered
- * and may be the array returned. Runs of
+ * `keys` sorted ascending (as `sort()` would), over several turns (until `signal` aborts);
+ * `keys` itself is reordered and may be the array returned. Runs of
  * {@link keysPerTurn} keys sorted one per turn, then merged in pairs. Sorted at once, 20,000
  * keys written in a random order took 5.5–7.7 ms, the longest turn of the encoding
  * (`npx tsx bench/kv.ts`).
  *
  * @internal exported for tests
  */
-export async function sortInTurns(keys: string[]): Promise<string[]> {
+export async function sortInTurns(keys: string[], signal?: AbortSignal): Promise<string[]> {
   const count = keys.length;
   for (let start = 0; start < count; start += keysPerTurn) {
-    if (start > 0) await nextTurn();
+    if (start > 0) await nextTurn(undefined, { signal });
     const run = keys.slice(start, start + keysPerTurn).sort();
     for (let k = 0; k < run.length; k++) keys[start + k] = run[k]!;
   }
@@ -54,7 +54,7 @@ export async function sortInTurns(keys: string[]): Promise<string[]> {
           right >= high || (left < middle && from[left]! <= from[right]!)
             ? from[left++]!
             : from[right++]!;
-        if (++moved % mergesPerTurn === 0) await nextTurn();
+        if (++moved % mergesPerTurn === 0) await nextTurn(undefined, { signal });
       }
     }
     [from, to] = [to, from];
@@ -87,9 +87,10 @@ export class KvSnapshotCapture {
 
   /**
    * The captured state in the v2 snapshot encoding, the same bytes `snapshot()` gave when
-   * captured. Call it once (or {@link release} instead).
+   * captured. Call it once (or {@link release} instead). Once `signal` aborts, it stops at its
+   * next turn, rejects with an AbortError, and lets go as {@link release} would.
    */
-  async encode(): Promise<Uint8Array> {
+  async encode(signal?: AbortSignal): Promise<Uint8Array> {
     if (this.state !== 'captured') {
       throw new Error(
         this.state === 'encoding'
@@ -99,10 +100,10 @@ export class KvSnapshotCapture {
     }
     this.state = 'encoding';
     try {
-      const keys = await sortInTurns(this.keys);
+      const keys = await sortInTurns(this.keys, signal);
       const writer = new VersionedSnapshotWriter({ ...this.header, keyCount: keys.length });
       for (let k = 0; k < keys.length; k++) {
-        if (k > 0 && k % keysPerTurn === 0) await nextTurn();
+        if (k > 0 && k % keysPerTurn === 0) await nextTurn(undefined, { signal });
         const key = keys[k]!;
         writer.key(this.kept.get(key) ?? this.records.get(key)!.toSnapshot());
       }

@@ -427,6 +427,36 @@ describe('snapshots, membership and transfer', () => {
     }
   });
 
+  it('stops an encoding under way when it shuts down, without waiting for it', async () => {
+    const events: string[] = [];
+    const persistence = new (class extends PreparingPersistence {
+      override async close(): Promise<void> {
+        events.push('close');
+        await super.close();
+      }
+    })();
+    const node = aloneSnapshotting(persistence);
+    const signals: AbortSignal[] = [];
+    node.raft.registerSnapshotCallbacks({
+      take: () => node.machine.take(),
+      // An encoder that never ends, unless told to stop.
+      capture: () => (signal) => {
+        signals.push(signal);
+        return new Promise<Uint8Array>(() => undefined);
+      },
+      restore: (data) => node.machine.restore(data),
+    });
+    await node.raft.initialize();
+    await waitForLeader([node]);
+    for (let k = 0; k < 6; k++) await node.raft.submitCommand('SET', `k${k}=${k}`);
+    expect(signals).toHaveLength(1);
+    expect(signals[0]!.aborted).toBe(false);
+    await node.raft.shutdown();
+    expect(signals[0]!.aborted).toBe(true);
+    expect(events).toEqual(['close']);
+    expect(persistence.prepared).toEqual([]);
+  });
+
   it('applies on while a captured snapshot is encoded, and stores the state at the capture', async () => {
     const persistence = new MemoryPersistence();
     const node = aloneSnapshotting(persistence);

@@ -162,6 +162,25 @@ describe('KvStateMachine.captureSnapshot', () => {
     }
   });
 
+  it('stops at its next turn once its signal aborts, and keeps nothing more', async () => {
+    const { us } = startingState();
+    const keep = vi.spyOn(KvSnapshotCapture.prototype, 'keep');
+    try {
+      const stopping = new AbortController();
+      const capture = us.captureSnapshot();
+      const encoding = capture.encode(stopping.signal);
+      write(us, keyOf(1), new Uint8Array([9]), 9_000);
+      expect(keep).toHaveBeenCalledTimes(1);
+      stopping.abort();
+      await expect(encoding).rejects.toMatchObject({ name: 'AbortError' });
+      write(us, keyOf(2), new Uint8Array([9]), 9_000);
+      expect(keep).toHaveBeenCalledTimes(1);
+      await expect(capture.encode()).rejects.toThrow(/encoded or released/);
+    } finally {
+      keep.mockRestore();
+    }
+  });
+
   it('ignores release() while it is encoded', async () => {
     const { us } = startingState();
     const expected = us.snapshot();

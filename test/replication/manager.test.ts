@@ -470,6 +470,37 @@ describe('ConsensusManager', () => {
     }
   });
 
+  it('aborts both encoders of a snapshot under way when it shuts down', async () => {
+    const network = new LocalRegionNetwork();
+    const signals: AbortSignal[] = [];
+    const encode = vi.spyOn(KvSnapshotCapture.prototype, 'encode');
+    try {
+      const us = await region(network, 'us', 1, {
+        raft: { tickIntervalMs: 10, snapshotEveryEntries: 3 },
+        appSnapshots: {
+          take: () => new Uint8Array(0),
+          // Encoded after the bootstrap snapshot, never ends unless told to stop.
+          capture: () => (signal) => {
+            signals.push(signal);
+            return signals.length === 1
+              ? new Uint8Array(0)
+              : new Promise<Uint8Array>(() => undefined);
+          },
+          restore: () => undefined,
+        },
+      });
+      const manager = (await us.leader()).manager;
+      for (let k = 0; k < 5; k++) await manager.put(`k${k}`, 'v');
+      await waitFor('a second snapshot encoding', () => (signals.length > 1 ? true : undefined));
+      await manager.shutdown();
+      expect(signals[1]!.aborted).toBe(true);
+      // The key-value capture was handed the same signal, so it stops with the application's.
+      expect(encode.mock.calls.at(-1)![0]).toBe(signals[1]);
+    } finally {
+      encode.mockRestore();
+    }
+  });
+
   it('passes application commands to the callback, reserves its own, and snapshots both states', async () => {
     const network = new LocalRegionNetwork();
     const applied: string[] = [];
