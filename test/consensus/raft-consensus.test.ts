@@ -403,6 +403,41 @@ describe('snapshots, membership and transfer', () => {
     }
   });
 
+  it('saves a snapshot written while Readys keep coming, without waiting for the loop to drain', async () => {
+    // A command arrives during every save, as under a steady load: the loop always finds a new
+    // Ready when it has handled one.
+    let loaded: ClusterNode | null = null;
+    const commands: Promise<unknown>[] = [];
+    const persistence = new (class extends PreparingPersistence {
+      override async save(...args: Parameters<MemoryPersistence['save']>): Promise<void> {
+        if (loaded !== null) {
+          commands.push(loaded.raft.submitCommand('SET', `load=${commands.length}`));
+          // As long as an fsync: timers run meanwhile.
+          await new Promise((resolve) => setTimeout(resolve, 1));
+        }
+        return super.save(...args);
+      }
+    })();
+    try {
+      const node = await aloneWithSnapshotHeld(persistence);
+      const snapshotIndex = persistence.prepared[0]!;
+      loaded = node;
+      await node.raft.submitCommand('SET', 'start=1');
+      persistence.release();
+      await waitUntil(
+        () => node.raft.status().raft!.snapshotIndex >= snapshotIndex,
+        2_000,
+        'the snapshot saved under load',
+      );
+      expect(commands.length).toBeGreaterThan(0);
+      loaded = null;
+      await Promise.all(commands);
+    } finally {
+      loaded = null;
+      persistence.release();
+    }
+  });
+
   it('shuts down only once a snapshot being written is done, and closes storage after it', async () => {
     const events: string[] = [];
     const persistence = new (class extends PreparingPersistence {
