@@ -41,6 +41,8 @@ afterEach(async () => {
 class PreparingPersistence extends MemoryPersistence {
   /** The index of every snapshot prepared. */
   readonly prepared: number[] = [];
+  /** 'close' when closed; tests add their own events to order them. */
+  readonly events: string[] = [];
   private gate: Promise<void> = Promise.resolve();
   private open = (): void => undefined;
 
@@ -56,6 +58,11 @@ class PreparingPersistence extends MemoryPersistence {
   async prepareSnapshot(snapshot: StoredSnapshot): Promise<void> {
     this.prepared.push(snapshot.meta.index);
     await this.gate;
+  }
+
+  override async close(): Promise<void> {
+    this.events.push('close');
+    await super.close();
   }
 }
 
@@ -439,13 +446,8 @@ describe('snapshots, membership and transfer', () => {
   });
 
   it('shuts down only once a snapshot being written is done, and closes storage after it', async () => {
-    const events: string[] = [];
-    const persistence = new (class extends PreparingPersistence {
-      override async close(): Promise<void> {
-        events.push('close');
-        await super.close();
-      }
-    })();
+    const persistence = new PreparingPersistence();
+    const { events } = persistence;
     try {
       const node = await aloneWithSnapshotHeld(persistence);
       const stopped = node.raft.shutdown().then(() => events.push('stopped'));
@@ -463,13 +465,8 @@ describe('snapshots, membership and transfer', () => {
   });
 
   it('stops an encoding under way when it shuts down, without waiting for it', async () => {
-    const events: string[] = [];
-    const persistence = new (class extends PreparingPersistence {
-      override async close(): Promise<void> {
-        events.push('close');
-        await super.close();
-      }
-    })();
+    const persistence = new PreparingPersistence();
+    const { events } = persistence;
     const node = aloneSnapshotting(persistence);
     const signals: AbortSignal[] = [];
     node.raft.registerSnapshotCallbacks({

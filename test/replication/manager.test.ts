@@ -38,6 +38,17 @@ async function region(
   return made;
 }
 
+/** A lone member of region us that snapshots every 3 entries, with the application's snapshots. */
+async function snapshottingRegion(
+  network: LocalRegionNetwork,
+  appSnapshots: NonNullable<Parameters<typeof startRegion>[3]>['appSnapshots'],
+): Promise<TestRegion> {
+  return region(network, 'us', 1, {
+    raft: { tickIntervalMs: 10, snapshotEveryEntries: 3 },
+    appSnapshots,
+  });
+}
+
 /** Full mesh: every region adds every other. */
 async function mesh(...regions: TestRegion[]): Promise<void> {
   for (const from of regions) {
@@ -430,21 +441,18 @@ describe('ConsensusManager', () => {
     const encoded: string[] = [];
     const released = vi.spyOn(KvSnapshotCapture.prototype, 'release');
     try {
-      const us = await region(network, 'us', 1, {
-        raft: { tickIntervalMs: 10, snapshotEveryEntries: 3 },
-        appSnapshots: {
-          take: () => new TextEncoder().encode(appState),
-          capture: () => {
-            if (failCapture) throw new Error('cannot capture');
-            const captured = appState;
-            return () => {
-              encoded.push(captured);
-              return new TextEncoder().encode(captured);
-            };
-          },
-          restore: (data) => {
-            appState = new TextDecoder().decode(data);
-          },
+      const us = await snapshottingRegion(network, {
+        take: () => new TextEncoder().encode(appState),
+        capture: () => {
+          if (failCapture) throw new Error('cannot capture');
+          const captured = appState;
+          return () => {
+            encoded.push(captured);
+            return new TextEncoder().encode(captured);
+          };
+        },
+        restore: (data) => {
+          appState = new TextDecoder().decode(data);
         },
       });
       const manager = (await us.leader()).manager;
@@ -475,19 +483,16 @@ describe('ConsensusManager', () => {
     const signals: AbortSignal[] = [];
     const encode = vi.spyOn(KvSnapshotCapture.prototype, 'encode');
     try {
-      const us = await region(network, 'us', 1, {
-        raft: { tickIntervalMs: 10, snapshotEveryEntries: 3 },
-        appSnapshots: {
-          take: () => new Uint8Array(0),
-          // Encoded after the bootstrap snapshot, never ends unless told to stop.
-          capture: () => (signal) => {
-            signals.push(signal);
-            return signals.length === 1
-              ? new Uint8Array(0)
-              : new Promise<Uint8Array>(() => undefined);
-          },
-          restore: () => undefined,
+      const us = await snapshottingRegion(network, {
+        take: () => new Uint8Array(0),
+        // Encoded after the bootstrap snapshot, never ends unless told to stop.
+        capture: () => (signal) => {
+          signals.push(signal);
+          return signals.length === 1
+            ? new Uint8Array(0)
+            : new Promise<Uint8Array>(() => undefined);
         },
+        restore: () => undefined,
       });
       const manager = (await us.leader()).manager;
       for (let k = 0; k < 5; k++) await manager.put(`k${k}`, 'v');
@@ -505,13 +510,10 @@ describe('ConsensusManager', () => {
     const network = new LocalRegionNetwork();
     const applied: string[] = [];
     let appState = '';
-    const us = await region(network, 'us', 1, {
-      raft: { tickIntervalMs: 10, snapshotEveryEntries: 3 },
-      appSnapshots: {
-        take: () => new TextEncoder().encode(appState),
-        restore: (data) => {
-          appState = new TextDecoder().decode(data);
-        },
+    const us = await snapshottingRegion(network, {
+      take: () => new TextEncoder().encode(appState),
+      restore: (data) => {
+        appState = new TextDecoder().decode(data);
       },
     });
     const manager = (await us.leader()).manager;
