@@ -232,7 +232,7 @@ export class ConsensusManager implements ReplicationHost {
       this.apply(command, data, entry),
     );
     this.raft.registerSnapshotCallbacks({
-      // Encoded at once: nothing can stop it half-way.
+      // Only the bootstrap snapshot, inside initialize(): no shutdown can abort it yet.
       take: async () => (await this.captureSnapshot())(new AbortController().signal),
       capture: () => this.captureSnapshot(),
       restore: (data) => this.restoreSnapshot(data),
@@ -607,7 +607,12 @@ export class ConsensusManager implements ReplicationHost {
     const encoderWith =
       (app: SnapshotEncoder): SnapshotEncoder =>
       async (signal) => {
-        const [kvBytes, appBytes] = await Promise.all([kv.encode(signal), app(signal)]);
+        // An application encoder that throws must not leave the key-value encoding's
+        // rejection (an abort, later) unhandled.
+        const [kvBytes, appBytes] = await Promise.all([
+          kv.encode(signal),
+          (async () => app(signal))(),
+        ]);
         return encodeEnvelope(kvBytes, regions, appBytes);
       };
     let app: SnapshotEncoder | Promise<SnapshotEncoder>;

@@ -95,8 +95,9 @@ export type ApplyCommandCallback = (
 
 /**
  * Encodes a state captured by {@link SnapshotCallbacks.capture}. `signal` aborts when the node
- * stops first: the node no longer waits for the bytes, so the encoder may stop early and let
- * go of what it holds (hashicorp/raft's `FSMSnapshot.Release`).
+ * stops or fails first (it may be aborted already when the encoder is called): the node no
+ * longer waits for the bytes, so the encoder may stop early and let go of what it holds
+ * (hashicorp/raft's `FSMSnapshot.Release`).
  */
 export type SnapshotEncoder = (signal: AbortSignal) => Uint8Array | Promise<Uint8Array>;
 
@@ -354,8 +355,11 @@ export class RaftConsensus {
   private snapshotPreparing: { snapshot: StoredSnapshot | null } | null = null;
   /** The last snapshot data write started; shutdown waits for it before closing storage. */
   private snapshotWrites: Promise<void> = Promise.resolve();
-  /** Aborts the encoding of the last snapshot taken, if it is still under way. */
-  private stopSnapshotEncoding: () => void = () => undefined;
+  /**
+   * Aborted when the node stops or fails: a snapshot's encoding under way is dropped, as is
+   * one started after (it would never be saved).
+   */
+  private readonly stopping = new AbortController();
   private role: Role = 'follower';
   private leader: NodeId = '';
 
@@ -478,9 +482,9 @@ export class RaftConsensus {
     this.state = 'stopped';
     if (this.ticker !== null) clearInterval(this.ticker);
     this.ticker = null;
-    // An encoding under way is dropped (it would never be saved); a file being written is
-    // waited for, before storage closes.
-    this.stopSnapshotEncoding();
+    // An encoding under way is dropped; a file being written is waited for, before storage
+    // closes.
+    this.stopping.abort(new ShutdownError());
     await this.loopDone;
     await this.snapshotWrites;
     this.rejectAll(new ShutdownError());
@@ -1043,6 +1047,7 @@ export class RaftConsensus {
     this.checkWaiters();
     if (this.snapshotWritten()) await this.saveSnapshot(core);
     if (
+      this.state === 'running' &&
       this.snapshotCallbacks !== null &&
       this.snapshotEveryEntries > 0 &&
       this.snapshotPreparing === null &&
@@ -1219,10 +1224,9 @@ export class RaftConsensus {
     const encode = await captureOrTake(callbacks);
     const preparing: { snapshot: StoredSnapshot | null } = { snapshot: null };
     this.snapshotPreparing = preparing;
-    const stopping = new AbortController();
-    this.stopSnapshotEncoding = (): void => stopping.abort(new ShutdownError());
+    const { signal } = this.stopping;
     this.snapshotWrites = (async () => {
-      const data = await untilAborted(encode(stopping.signal), stopping.signal);
+      const data = await untilAborted(encode(signal), signal);
       const snapshot = { meta, data: encodeSnapshotData(members, data) };
       // Stopping: it would never be saved.
       if (this.state !== 'running') return;
@@ -1436,13 +1440,14 @@ export class RaftConsensus {
     this.state = 'failed';
     if (this.ticker !== null) clearInterval(this.ticker);
     this.ticker = null;
-    this.rejectAll(
+    const reason =
       failure instanceof PhantomError
         ? failure
         : new StorageError('STORAGE_FAILED', `The node stopped: ${failure.message}`, {
             cause: failure,
-          }),
-    );
+          });
+    this.stopping.abort(reason);
+    this.rejectAll(reason);
   }
 
   private rejectAll(error: Error): void {
@@ -1560,7 +1565,11 @@ function commandOf(payload: Uint8Array, offset: number, length: number): string 
 
 /** `work`'s result, or `signal`'s reason as soon as it aborts, without waiting for `work`. */
 function untilAborted<T>(work: T | Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason as Error);
+  if (signal.aborted) {
+    // Not waited for, and its failure is no one's concern any more.
+    Promise.resolve(work).catch(() => undefined);
+    return Promise.reject(signal.reason as Error);
+  }
   return new Promise<T>((resolve, reject) => {
     const onAbort = (): void => reject(signal.reason as Error);
     signal.addEventListener('abort', onAbort, { once: true });

@@ -471,7 +471,7 @@ describe('snapshots, membership and transfer', () => {
     const signals: AbortSignal[] = [];
     node.raft.registerSnapshotCallbacks({
       take: () => node.machine.take(),
-      // An encoder that never ends, unless told to stop.
+      // An encoder that never ends: the node must stop waiting for it.
       capture: () => (signal) => {
         signals.push(signal);
         return new Promise<Uint8Array>(() => undefined);
@@ -487,6 +487,47 @@ describe('snapshots, membership and transfer', () => {
     expect(signals[0]!.aborted).toBe(true);
     expect(events).toEqual(['close']);
     expect(persistence.prepared).toEqual([]);
+  });
+
+  it('shuts down when asked to while applying the entry a snapshot is due at', async () => {
+    const infos = nodeInfos(1);
+    const node = makeNode(new LocalTransport(), infos[0]!, infos, {
+      snapshotEveryEntries: 1,
+      compactKeepEntries: 0,
+    });
+    running.push(node);
+    let stopAt = 0;
+    let stopped: Promise<void> | null = null;
+    let shutdownReturned = false;
+    node.raft.registerApplyCommandCallback((command, data, entry) => {
+      if (entry.index === stopAt) {
+        stopped = node.raft.shutdown().then(() => {
+          shutdownReturned = true;
+        });
+      }
+      return node.machine.apply(command, data, entry.index);
+    });
+    const signals: AbortSignal[] = [];
+    node.raft.registerSnapshotCallbacks({
+      take: () => node.machine.take(),
+      // Once the node is asked to stop, an encoder that never ends.
+      capture: () => (signal) => {
+        signals.push(signal);
+        return stopped === null ? node.machine.take() : new Promise<Uint8Array>(() => undefined);
+      },
+      restore: (data) => node.machine.restore(data),
+    });
+    await node.raft.initialize();
+    await waitForLeader([node]);
+    await node.raft.submitCommand('SET', 'a=1');
+    // Every entry is a snapshot's: the next one's Ready takes one after applying it.
+    stopAt = node.raft.status().raft!.lastIndex + 1;
+    // Applied before the shutdown rejects what is pending, or rejected: either way.
+    await node.raft.submitCommand('SET', 'b=2').catch(() => undefined);
+    expect(stopped).not.toBeNull();
+    await waitUntil(() => shutdownReturned, 2_000, 'the shutdown to return');
+    expect(signals.length).toBeGreaterThan(0);
+    expect(signals.every((signal) => signal.aborted)).toBe(true);
   });
 
   it('applies on while a captured snapshot is encoded, and stores the state at the capture', async () => {

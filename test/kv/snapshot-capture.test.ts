@@ -162,22 +162,32 @@ describe('KvStateMachine.captureSnapshot', () => {
     }
   });
 
-  it('stops at its next turn once its signal aborts, and keeps nothing more', async () => {
-    const { us } = startingState();
-    const keep = vi.spyOn(KvSnapshotCapture.prototype, 'keep');
-    try {
-      const stopping = new AbortController();
-      const capture = us.captureSnapshot();
-      const encoding = capture.encode(stopping.signal);
-      write(us, keyOf(1), new Uint8Array([9]), 9_000);
-      expect(keep).toHaveBeenCalledTimes(1);
-      stopping.abort();
-      await expect(encoding).rejects.toMatchObject({ name: 'AbortError' });
-      write(us, keyOf(2), new Uint8Array([9]), 9_000);
-      expect(keep).toHaveBeenCalledTimes(1);
-      await expect(capture.encode()).rejects.toThrow(/encoded or released/);
-    } finally {
-      keep.mockRestore();
+  it('stops at its next turn once its signal aborts, sorting or writing, and keeps nothing more', async () => {
+    // The encoding of `capturedKeys` keys waits twice while it sorts and twice while it writes.
+    for (const turnsBeforeAbort of [0, 1, 2, 3]) {
+      const { us } = startingState();
+      const keep = vi.spyOn(KvSnapshotCapture.prototype, 'keep');
+      try {
+        const stopping = new AbortController();
+        const capture = us.captureSnapshot();
+        const encoding = capture.encode(stopping.signal);
+        for (let turn = 0; turn < turnsBeforeAbort; turn++) await nextTurn();
+        stopping.abort();
+        // Before its next turn would have run.
+        const outcome = await Promise.race([
+          encoding.then(
+            () => 'encoded',
+            (error: Error) => error.name,
+          ),
+          nextTurn().then(() => 'still encoding'),
+        ]);
+        expect(outcome).toBe('AbortError');
+        write(us, keyOf(2), new Uint8Array([9]), 9_000);
+        expect(keep).not.toHaveBeenCalled();
+        await expect(capture.encode()).rejects.toThrow(/encoded or released/);
+      } finally {
+        keep.mockRestore();
+      }
     }
   });
 

@@ -485,7 +485,8 @@ describe('ConsensusManager', () => {
     try {
       const us = await snapshottingRegion(network, {
         take: () => new Uint8Array(0),
-        // Encoded after the bootstrap snapshot, never ends unless told to stop.
+        // After the bootstrap snapshot, an encoder that never ends: the node must stop waiting
+        // for it.
         capture: () => (signal) => {
           signals.push(signal);
           return signals.length === 1
@@ -504,6 +505,38 @@ describe('ConsensusManager', () => {
     } finally {
       encode.mockRestore();
     }
+  });
+
+  it('fails, with nothing left unhandled, when the application encoder throws while the key-value one runs', async () => {
+    const network = new LocalRegionNetwork();
+    let failEncoding = false;
+    const us = await snapshottingRegion(network, {
+      take: () => new Uint8Array(0),
+      capture: () => () => {
+        if (failEncoding) throw new Error('cannot encode');
+        return new Uint8Array(0);
+      },
+      restore: () => undefined,
+    });
+    const manager = (await us.leader()).manager;
+    // More keys than one turn of the key-value encoding writes, so it is still running when
+    // the application's encoder throws, and the node's failure aborts it.
+    for (let k = 0; k < 600; k++) await manager.put(`k${k}`, 'v');
+    failEncoding = true;
+    // Until the next snapshot is taken (one may still be encoded from before). Storage in
+    // memory never yields to the event loop, so each put does, as I/O would: the encoding
+    // takes its turns in between.
+    let refused: unknown = null;
+    for (let k = 0; refused === null && k < 1_000; k++) {
+      await manager.put(`later${k}`, 'v').catch((error: unknown) => {
+        refused = error;
+      });
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(String(refused)).toMatch(/cannot encode/);
+    // The aborted key-value encoding rejects at its next turn; vitest fails the run if that
+    // rejection is unhandled.
+    await new Promise((resolve) => setTimeout(resolve, 20));
   });
 
   it('passes application commands to the callback, reserves its own, and snapshots both states', async () => {
