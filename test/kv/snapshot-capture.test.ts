@@ -101,6 +101,28 @@ describe('sortInTurns', () => {
   });
 });
 
+describe('sortInTurns with a signal', () => {
+  it('rejects before its next turn once the signal aborts while it merges', async () => {
+    // 5,000 keys: 10 runs (a turn after each of the first 9), then 20,000 keys moved while
+    // merging (a turn after 8,192 and 16,384 of them).
+    for (const turnsBeforeAbort of [9, 10]) {
+      const keys = Array.from({ length: 5_000 }, (_, k) => keyOf((k * 7_919) % 5_000));
+      const stopping = new AbortController();
+      const sorting = sortInTurns(keys, stopping.signal);
+      for (let turn = 0; turn < turnsBeforeAbort; turn++) await nextTurn();
+      stopping.abort();
+      const outcome = await Promise.race([
+        sorting.then(
+          () => 'sorted',
+          (error: Error) => error.name,
+        ),
+        nextTurn().then(() => 'still sorting'),
+      ]);
+      expect(outcome).toBe('AbortError');
+    }
+  });
+});
+
 describe('KvStateMachine.captureSnapshot', () => {
   it('encodes the state at the capture, whatever is applied between its turns', async () => {
     await fc.assert(
