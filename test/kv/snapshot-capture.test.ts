@@ -101,6 +101,17 @@ describe('sortInTurns', () => {
   });
 });
 
+/** How `work` has settled by the next turn of the event loop: the error's name, or a word. */
+async function outcomeByNextTurn(work: Promise<unknown>): Promise<string> {
+  return Promise.race([
+    work.then(
+      () => 'done',
+      (error: Error) => error.name,
+    ),
+    nextTurn().then(() => 'still running'),
+  ]);
+}
+
 describe('sortInTurns with a signal', () => {
   it('rejects before its next turn once the signal aborts while it merges', async () => {
     // 5,000 keys: 10 runs (a turn after each of the first 9), then 20,000 keys moved while
@@ -111,14 +122,7 @@ describe('sortInTurns with a signal', () => {
       const sorting = sortInTurns(keys, stopping.signal);
       for (let turn = 0; turn < turnsBeforeAbort; turn++) await nextTurn();
       stopping.abort();
-      const outcome = await Promise.race([
-        sorting.then(
-          () => 'sorted',
-          (error: Error) => error.name,
-        ),
-        nextTurn().then(() => 'still sorting'),
-      ]);
-      expect(outcome).toBe('AbortError');
+      expect(await outcomeByNextTurn(sorting)).toBe('AbortError');
     }
   });
 });
@@ -195,15 +199,7 @@ describe('KvStateMachine.captureSnapshot', () => {
         const encoding = capture.encode(stopping.signal);
         for (let turn = 0; turn < turnsBeforeAbort; turn++) await nextTurn();
         stopping.abort();
-        // Before its next turn would have run.
-        const outcome = await Promise.race([
-          encoding.then(
-            () => 'encoded',
-            (error: Error) => error.name,
-          ),
-          nextTurn().then(() => 'still encoding'),
-        ]);
-        expect(outcome).toBe('AbortError');
+        expect(await outcomeByNextTurn(encoding)).toBe('AbortError');
         write(us, keyOf(2), new Uint8Array([9]), 9_000);
         expect(keep).not.toHaveBeenCalled();
         await expect(capture.encode()).rejects.toThrow(/encoded or released/);
