@@ -27,10 +27,9 @@ const mergesPerTurn = 8_192;
 /**
  * `keys` sorted ascending (as `sort()` would), over several turns; rejects with an AbortError
  * at its next turn once `signal` aborts. `keys` itself is reordered and may be the array
- * returned. Runs of
- * {@link keysPerTurn} keys sorted one per turn, then merged in pairs. Sorted at once, 20,000
- * keys written in a random order took 5.5–7.7 ms, the longest turn of the encoding
- * (`npx tsx bench/kv.ts`).
+ * returned. Runs of {@link keysPerTurn} keys sorted one per turn, then merged in pairs. Sorted
+ * at once, 20,000 keys written in a random order took 5.5–7.7 ms, the longest turn of the
+ * encoding (`npx tsx bench/kv.ts`).
  *
  * @internal exported for tests
  */
