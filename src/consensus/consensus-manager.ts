@@ -600,36 +600,29 @@ export class ConsensusManager implements ReplicationHost {
    * Captures the key-value state, the region positions and the application's state now; the
    * key-value state is encoded later, a slice of keys per turn (KvSnapshotCapture).
    */
-  private captureSnapshot(): SnapshotEncoder | Promise<SnapshotEncoder> {
+  private async captureSnapshot(): Promise<SnapshotEncoder> {
     const regions = this.regionState.encode();
     const kv = this.kv.captureSnapshot();
-    // Both encoders are called, whatever the other does: each may hold state until it runs.
-    const encoderWith =
-      (app: SnapshotEncoder): SnapshotEncoder =>
-      async (signal) => {
-        // An application encoder that throws must not leave the key-value encoding's
-        // rejection (an abort, later) unhandled.
-        const [kvBytes, appBytes] = await Promise.all([
-          kv.encode(signal),
-          (async () => app(signal))(),
-        ]);
-        return encodeEnvelope(kvBytes, regions, appBytes);
-      };
-    let app: SnapshotEncoder | Promise<SnapshotEncoder>;
+    let app: SnapshotEncoder;
     try {
       app =
         this.appSnapshots === undefined
           ? () => new Uint8Array(0)
-          : captureOrTake(this.appSnapshots);
+          : await captureOrTake(this.appSnapshots);
     } catch (error) {
       kv.release();
       throw error;
     }
-    if (!(app instanceof Promise)) return encoderWith(app);
-    return app.then(encoderWith, (error: unknown) => {
-      kv.release();
-      throw error;
-    });
+    // Both encoders are called, whatever the other does: each may hold state until it runs.
+    return async (signal) => {
+      // An application encoder that throws must not leave the key-value encoding's rejection
+      // (an abort, later) unhandled.
+      const [kvBytes, appBytes] = await Promise.all([
+        kv.encode(signal),
+        (async () => app(signal))(),
+      ]);
+      return encodeEnvelope(kvBytes, regions, appBytes);
+    };
   }
 
   private async restoreSnapshot(data: Uint8Array): Promise<void> {

@@ -124,12 +124,10 @@ export interface SnapshotCallbacks {
  * What `callbacks` capture of the state now: their own `capture()`, or `take()`'s bytes as they
  * are (nothing is applied until the promise, if one is returned, settles).
  */
-export function captureOrTake(
-  callbacks: SnapshotCallbacks,
-): SnapshotEncoder | Promise<SnapshotEncoder> {
+export async function captureOrTake(callbacks: SnapshotCallbacks): Promise<SnapshotEncoder> {
   if (callbacks.capture !== undefined) return callbacks.capture();
-  const data = callbacks.take();
-  return data instanceof Promise ? data.then((bytes) => () => bytes) : () => data;
+  const data = await callbacks.take();
+  return () => data;
 }
 
 /** Sends a RequestVote (or Pre-Vote) to `to`; resolves with its answer or null (no answer). */
