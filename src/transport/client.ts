@@ -54,6 +54,7 @@ import {
   type SnapshotChunk,
 } from './codec.js';
 import { cborMediaType } from './http.js';
+import { pooledReadConnector } from './pooled-read.js';
 import { peerRoutePaths, responseTypeByRequestType, type PeerRequest } from './server.js';
 
 /** Why a peer could not be reached. */
@@ -282,7 +283,12 @@ export class HttpPeerTransport {
     const common = {
       connectTimeout: this.limits.connectTimeoutMs,
       maxResponseSize: this.limits.messageBodyBytesMax,
-      ...(this.tls === undefined ? {} : { connect: this.tls }),
+      connect:
+        this.tls !== undefined
+          ? this.tls
+          : parsed.protocol === 'http:'
+            ? pooledReadConnector(this.limits.connectTimeoutMs)
+            : undefined,
     };
     return {
       id,
