@@ -35,3 +35,36 @@ export function transientBytes(length: number): Uint8Array {
 export function transientZeroedBytes(length: number): Uint8Array {
   return length >= pooledBytesMax ? new Uint8Array(length) : transientBytes(length).fill(0);
 }
+
+const utf8Encoder = new TextEncoder();
+
+/**
+ * The length of `text` in UTF-8, without encoding it (a lone surrogate counts as the 3 bytes of
+ * U+FFFD, as TextEncoder writes it). `TextEncoder.encode` returns an array with memory of its
+ * own outside V8's heap: three mallocs, for a length.
+ */
+export function utf8ByteLength(text: string): number {
+  return Buffer.byteLength(text, 'utf8');
+}
+
+/**
+ * Writes `text` as UTF-8 into `target` from `offset`, which must leave {@link utf8ByteLength}
+ * bytes of room; returns the bytes written. A short ASCII text is copied code by code: the
+ * `subarray` that `encodeInto` needs would make V8 move a small array (64 bytes or less, kept
+ * on its heap) out to memory of its own.
+ */
+export function writeUtf8(text: string, target: Uint8Array, offset: number): number {
+  if (text.length <= shortTextMax) {
+    let k = 0;
+    for (; k < text.length; k++) {
+      const code = text.charCodeAt(k);
+      if (code >= 0x80) break;
+      target[offset + k] = code;
+    }
+    if (k === text.length) return k;
+  }
+  return utf8Encoder.encodeInto(text, target.subarray(offset)).written;
+}
+
+/** Up to this many UTF-16 code units, {@link writeUtf8} tries the ASCII copy first. */
+const shortTextMax = 64;

@@ -1,10 +1,20 @@
 import { Buffer } from 'node:buffer';
+import fc from 'fast-check';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { transientBytes } from '../src/bytes.js';
+import { transientBytes, utf8ByteLength, writeUtf8 } from '../src/bytes.js';
+import { decodeMessage, encodeMessage } from '../src/transport/codec.js';
+import { mergeAppends } from '../src/transport/client.js';
 import { decodeStampedCommand, encodeStampedCommand } from '../src/kv/versioned-codec.js';
 import { decodeCommand, encodeCommand } from '../src/consensus/raft-consensus.js';
 import { createLog } from '../src/kernel/index.js';
-import { EntryBatchBuilder, EntryType, payloadOf, type EntryBatch } from '../src/raft/batch.js';
+import {
+  EntryBatchBuilder,
+  EntryType,
+  payloadOf,
+  transientEntryArrays,
+  type EntryBatch,
+} from '../src/raft/batch.js';
+import type { AppendRequest } from '../src/raft/types.js';
 import {
   RecordEncoder,
   RecordType,
@@ -47,6 +57,60 @@ describe('transientBytes', () => {
     const copy = bytes.slice(0, 10);
     copy[0] = 9;
     expect(bytes[0]).toBe(7);
+  });
+});
+
+describe('utf8ByteLength and writeUtf8', () => {
+  const encoder = new TextEncoder();
+
+  it('count and write what TextEncoder would, at any offset, ASCII or not', () => {
+    fc.assert(
+      fc.property(
+        fc.oneof(fc.string(), fc.string({ unit: 'binary' }), fc.string({ maxLength: 200 })),
+        fc.nat(9),
+        (text, offset) => {
+          const expected = encoder.encode(text);
+          expect(utf8ByteLength(text)).toBe(expected.length);
+          for (const target of [
+            new Uint8Array(offset + expected.length + 3).fill(0xee),
+            transientBytes(offset + expected.length + 3).fill(0xee),
+          ]) {
+            expect(writeUtf8(text, target, offset)).toBe(expected.length);
+            expect(target.subarray(offset, offset + expected.length)).toEqual(expected);
+            // Nothing before or after the text is touched.
+            expect(target.subarray(0, offset).every((byte) => byte === 0xee)).toBe(true);
+            expect(target.subarray(offset + expected.length).every((b) => b === 0xee)).toBe(true);
+          }
+        },
+      ),
+    );
+  });
+
+  it('write a lone surrogate as U+FFFD, as TextEncoder does', () => {
+    const target = new Uint8Array(8);
+    for (const text of ['a\ud800', '\udc00b']) {
+      expect(utf8ByteLength(text)).toBe(4);
+      expect(writeUtf8(text, target, 0)).toBe(4);
+      expect(target.subarray(0, 4)).toEqual(encoder.encode(text));
+    }
+  });
+});
+
+describe('transientEntryArrays', () => {
+  it('lays out terms, ends and types side by side in one block, none over another', () => {
+    for (let count = 1; count <= 40; count++) {
+      const { terms, ends, types } = transientEntryArrays(count);
+      expect([terms.length, ends.length, types.length]).toEqual([count, count, count]);
+      expect(new Set([terms.buffer, ends.buffer, types.buffer]).size).toBe(1);
+      expect(terms.byteOffset % 8).toBe(0);
+      expect(ends.byteOffset).toBe(terms.byteOffset + count * 8);
+      expect(types.byteOffset).toBe(ends.byteOffset + count * 4);
+      terms.fill(-1);
+      ends.fill(0xffffffff);
+      types.fill(7);
+      expect(terms.every((term) => term === -1)).toBe(true);
+      expect(ends.every((end) => end === 0xffffffff)).toBe(true);
+    }
   });
 });
 
@@ -155,8 +219,40 @@ describe('users of transientBytes, given dirty pool memory', () => {
       expect(slice.data.byteOffset).toBe(8);
       expect(payloadsOf(slice)).toEqual(['two', 'three']);
       expect(slice.data.includes(0xff)).toBe(false);
+      expect(slice.terms.byteOffset).toBe(8);
+      expect(Array.from(slice.terms)).toEqual([1, 1]);
+      expect(Array.from(slice.types)).toEqual([EntryType.Normal, EntryType.Normal]);
+      expect(Array.from(slice.ends)).toEqual([3, 8]);
     } finally {
       (log as { dispose?: () => void }).dispose?.();
     }
+  });
+  it('a merged append and a decoded one hold exactly their entries', () => {
+    const append = (batch: EntryBatch): AppendRequest => ({
+      type: 'append',
+      from: 'n1',
+      to: 'n2',
+      term: 2,
+      prevLogIndex: batch.firstIndex - 1,
+      prevLogTerm: 1,
+      entries: batch,
+      commit: 3,
+    });
+    const first = batchOf(5, ['a', 'bc']);
+    const second = batchOf(7, ['def', 'g', 'hijk']);
+    dirtyPool();
+    const merged = mergeAppends([append(first), append(second)]).entries;
+    expect(merged.terms.byteOffset).toBe(8);
+    expect(payloadsOf(merged)).toEqual(['a', 'bc', 'def', 'g', 'hijk']);
+    expect(Array.from(merged.terms)).toEqual([1, 1, 1, 1, 1]);
+    expect(Array.from(merged.ends)).toEqual([1, 3, 6, 7, 11]);
+    expect(merged.data.includes(0xff)).toBe(false);
+
+    // Decoding copies terms and ends out of the CBOR body (unaligned there) into pool slices.
+    const decoded = decodeMessage(encodeMessage(append(second)));
+    if (decoded.type !== 'append') throw new Error(`decoded a ${decoded.type}`);
+    expect(Array.from(decoded.entries.terms)).toEqual([1, 1, 1]);
+    expect(Array.from(decoded.entries.ends)).toEqual([3, 4, 8]);
+    expect(payloadsOf(decoded.entries)).toEqual(['def', 'g', 'hijk']);
   });
 });

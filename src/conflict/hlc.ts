@@ -28,6 +28,7 @@
  * ```
  */
 import { assert } from '../assert.js';
+import { utf8ByteLength, writeUtf8 } from '../bytes.js';
 import { BadRequestError } from '../errors.js';
 import { conflictDefaults, checkInteger } from '../config.js';
 
@@ -96,21 +97,6 @@ const loneSurrogate = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\
 const validIds = new Set<string>();
 const validIdsMax = 4096;
 
-/** UTF-8 length of a well-formed string. */
-function utf8Length(s: string): number {
-  let bytes = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c < 0x80) bytes += 1;
-    else if (c < 0x800) bytes += 2;
-    else if (c >= 0xd800 && c <= 0xdbff) {
-      bytes += 4;
-      i++;
-    } else bytes += 3;
-  }
-  return bytes;
-}
-
 /**
  * Throws unless `id` can name a node or region: a non-empty, well-formed Unicode string of at
  * most {@link nodeIdBytesMax} UTF-8 bytes. `what` names it in the message.
@@ -125,7 +111,7 @@ export function checkNodeId(id: unknown, what: string): asserts id is string {
     throw new RangeError(`Invalid ${what}: ${JSON.stringify(id)} has a lone surrogate`);
   }
   throw new RangeError(
-    `Invalid ${what}: the id is ${utf8Length(id)} bytes, expected at most ${nodeIdBytesMax}`,
+    `Invalid ${what}: the id is ${utf8ByteLength(id)} bytes, expected at most ${nodeIdBytesMax}`,
   );
 }
 
@@ -133,7 +119,8 @@ export function checkNodeId(id: unknown, what: string): asserts id is string {
 export function isNodeId(id: unknown): id is string {
   if (typeof id !== 'string') return false;
   if (validIds.has(id)) return true;
-  if (id.length === 0 || loneSurrogate.test(id) || utf8Length(id) > nodeIdBytesMax) return false;
+  if (id.length === 0 || loneSurrogate.test(id) || utf8ByteLength(id) > nodeIdBytesMax)
+    return false;
   // Ids repeat endlessly (a few regions and nodes), so remember the good ones.
   if (validIds.size >= validIdsMax) validIds.clear();
   validIds.add(id);
@@ -336,7 +323,6 @@ export class Hlc {
 
 // ---- encoding ---------------------------------------------------------------------------------
 
-const encoder = new TextEncoder();
 // fatal: reject invalid UTF-8; ignoreBOM: keep a leading U+FEFF so decode(encode(x)) === x.
 const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
@@ -351,17 +337,24 @@ export const hlcHeaderBytes = 10;
  */
 export function encodeHlc(ts: HlcTimestamp): Uint8Array {
   checkHlcTimestamp(ts, 'HLC timestamp');
-  const node = encoder.encode(ts.node);
-  const bytes = new Uint8Array(hlcHeaderBytes + node.length);
+  // Byte by byte and in place: a DataView, or the node id's own encoding, would each give
+  // this small array (kept on V8's heap) memory of its own, for every write the node stamps.
+  const bytes = new Uint8Array(hlcHeaderBytes + utf8ByteLength(ts.node));
   const high = Math.floor(ts.wallMs / 2 ** 32);
   const low = ts.wallMs % 2 ** 32;
   bytes[0] = high >>> 8;
   bytes[1] = high & 0xff;
-  const view = new DataView(bytes.buffer);
-  view.setUint32(2, low);
-  view.setUint32(6, ts.logical);
-  bytes.set(node, hlcHeaderBytes);
+  writeUint32BigEndian(bytes, 2, low);
+  writeUint32BigEndian(bytes, 6, ts.logical);
+  writeUtf8(ts.node, bytes, hlcHeaderBytes);
   return bytes;
+}
+
+function writeUint32BigEndian(bytes: Uint8Array, at: number, value: number): void {
+  bytes[at] = value >>> 24;
+  bytes[at + 1] = (value >>> 16) & 0xff;
+  bytes[at + 2] = (value >>> 8) & 0xff;
+  bytes[at + 3] = value & 0xff;
 }
 
 /**

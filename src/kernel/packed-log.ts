@@ -25,7 +25,7 @@
 import { assert } from '../assert.js';
 import { transientBytes } from '../bytes.js';
 import type { EntryBatch } from '../raft/batch.js';
-import { describeBatchProblem, emptyBatch } from '../raft/batch.js';
+import { describeBatchProblem, emptyBatch, transientEntryArrays } from '../raft/batch.js';
 import type { LogStore, MatchResult } from '../raft/types.js';
 import { LogFullError } from './errors.js';
 
@@ -448,19 +448,14 @@ export abstract class PackedLog implements LogStore {
       end = next;
       n++;
     }
-    const ends = new Uint32Array(n);
-    for (let k = 0; k < n; k++) ends[k] = starts[slot + k]! + lengths[slot + k]! - base;
     // A slice lives as long as the Ready or message that carries it.
+    const { terms, types, ends } = transientEntryArrays(n);
+    terms.set(this.terms.subarray(slot, slot + n));
+    types.set(this.types.subarray(slot, slot + n));
+    for (let k = 0; k < n; k++) ends[k] = starts[slot + k]! + lengths[slot + k]! - base;
     const data = transientBytes(end - base);
     data.set(this.arena.subarray(base, end));
-    return {
-      firstIndex: from,
-      count: n,
-      terms: this.terms.slice(slot, slot + n),
-      types: this.types.slice(slot, slot + n),
-      ends,
-      data,
-    };
+    return { firstIndex: from, count: n, terms, types, ends, data };
   }
 
   /** {@inheritDoc LogStore.payloadBytes} */

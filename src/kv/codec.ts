@@ -20,6 +20,7 @@
  *     u32 CRC-32 of every byte before it
  */
 import { crc32 } from 'node:zlib';
+import { utf8ByteLength, writeUtf8 } from '../bytes.js';
 import { BadRequestError, StorageError } from '../errors.js';
 import type { KvLimits } from '../config.js';
 
@@ -63,10 +64,10 @@ const loneSurrogate = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\
 const utf8Decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /**
- * Checks a key against the limits and returns its UTF-8 bytes. Throws TypeError for a
- * non-string, BadRequestError BAD_KEY for an empty, too long or ill-formed key.
+ * Checks a key against the limits without encoding it and returns its UTF-8 length. Throws
+ * TypeError for a non-string, BadRequestError BAD_KEY for an empty, too long or ill-formed key.
  */
-export function encodeKey(key: string, limits: KvLimits): Uint8Array {
+export function checkKey(key: string, limits: KvLimits): number {
   if (typeof key !== 'string')
     throw new TypeError(`Invalid key: expected a string, got ${typeof key}`);
   if (key === '') throw new BadRequestError('Invalid key: the key is empty', 'BAD_KEY');
@@ -76,14 +77,14 @@ export function encodeKey(key: string, limits: KvLimits): Uint8Array {
       'BAD_KEY',
     );
   }
-  const bytes = utf8Encoder.encode(key);
-  if (bytes.length > limits.keyBytesMax) {
+  const length = utf8ByteLength(key);
+  if (length > limits.keyBytesMax) {
     throw new BadRequestError(
-      `Invalid key: it is ${bytes.length} bytes, at most ${limits.keyBytesMax} allowed`,
+      `Invalid key: it is ${length} bytes, at most ${limits.keyBytesMax} allowed`,
       'BAD_KEY',
     );
   }
-  return bytes;
+  return length;
 }
 
 function checkValue(what: string, value: Uint8Array, limits: KvLimits): void {
@@ -103,7 +104,7 @@ export function encodePut(
   conditions: PutConditions,
   limits: KvLimits,
 ): Uint8Array {
-  const keyBytes = encodeKey(key, limits);
+  const keyLength = checkKey(key, limits);
   checkValue('value', value, limits);
   const { prevValue, prevExist } = conditions;
   if (prevValue !== undefined) checkValue('prevValue', prevValue, limits);
@@ -117,13 +118,13 @@ export function encodePut(
   if (prevValue !== undefined) flags |= flagPrevValue;
   if (prevExist !== undefined) flags |= flagPrevExistGiven | (prevExist ? flagPrevExist : 0);
   const size =
-    5 + keyBytes.length + 4 + value.length + (prevValue === undefined ? 0 : 4 + prevValue.length);
+    5 + keyLength + 4 + value.length + (prevValue === undefined ? 0 : 4 + prevValue.length);
   const writer = new Writer(size);
   writer.u8(commandVersion);
   writer.u8(opPut);
   writer.u8(flags);
-  writer.u16(keyBytes.length);
-  writer.bytes(keyBytes);
+  writer.u16(keyLength);
+  writer.utf8(key);
   writer.u32(value.length);
   writer.bytes(value);
   if (prevValue !== undefined) {
@@ -139,17 +140,15 @@ export function encodeDelete(
   conditions: DeleteConditions,
   limits: KvLimits,
 ): Uint8Array {
-  const keyBytes = encodeKey(key, limits);
+  const keyLength = checkKey(key, limits);
   const { prevValue } = conditions;
   if (prevValue !== undefined) checkValue('prevValue', prevValue, limits);
-  const writer = new Writer(
-    5 + keyBytes.length + (prevValue === undefined ? 0 : 4 + prevValue.length),
-  );
+  const writer = new Writer(5 + keyLength + (prevValue === undefined ? 0 : 4 + prevValue.length));
   writer.u8(commandVersion);
   writer.u8(opDelete);
   writer.u8(prevValue === undefined ? 0 : flagPrevValue);
-  writer.u16(keyBytes.length);
-  writer.bytes(keyBytes);
+  writer.u16(keyLength);
+  writer.utf8(key);
   if (prevValue !== undefined) {
     writer.u32(prevValue.length);
     writer.bytes(prevValue);
@@ -335,6 +334,11 @@ class Writer {
   bytes(value: Uint8Array): void {
     this.buffer.set(value, this.at);
     this.at += value.length;
+  }
+
+  /** Writes `text` as UTF-8 in place: no array of its own, as `TextEncoder.encode` makes. */
+  utf8(text: string): void {
+    this.at += writeUtf8(text, this.buffer, this.at);
   }
 
   /** The bytes written so far (a view). */

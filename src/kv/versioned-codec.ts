@@ -56,7 +56,7 @@ import {
   isHlcTimestamp,
   type HlcTimestamp,
 } from '../conflict/hlc.js';
-import { Reader, encodeKey, readSnapshotHeader, snapshotMagic } from './codec.js';
+import { Reader, checkKey, readSnapshotHeader, snapshotMagic } from './codec.js';
 
 /** First byte of a stamped command: an HLC, then a v1 command. */
 export const stampedCommandMarker = 0x81;
@@ -443,7 +443,7 @@ function readItems(
     const keyBytes = reader.u16(`item ${k} key length`);
     const key = reader.utf8(keyBytes, `item ${k} key`);
     try {
-      encodeKey(key, limits);
+      checkKey(key, limits);
     } catch (error) {
       reader.fail(`item ${k}: ${(error as Error).message}`);
     }

@@ -15,7 +15,7 @@
 import { decode as decodeCbor } from 'cbor-x';
 import type { KvLimits } from '../config.js';
 import { BadRequestError } from '../errors.js';
-import { encodeKey } from '../kv/codec.js';
+import { checkKey } from '../kv/codec.js';
 import { cborMediaType, jsonMediaType, mediaTypeOf } from '../transport/http.js';
 
 /** The path prefix of key-value routes. */
@@ -36,9 +36,11 @@ export function keyOfPath(path: string, limits: KvLimits): string {
     );
   }
   const raw = path.slice(kvPathPrefix.length);
-  let key: string;
+  let key = raw;
   try {
-    key = decodeURIComponent(raw);
+    // Without a `%` there is nothing to decode, and V8's decoder builds its result in a
+    // malloc'd buffer even then.
+    if (raw.includes('%')) key = decodeURIComponent(raw);
   } catch {
     throw new BadRequestError(
       `Invalid key '${truncate(raw)}': it is not valid percent-encoded UTF-8`,
@@ -46,7 +48,7 @@ export function keyOfPath(path: string, limits: KvLimits): string {
     );
   }
   // Empty, too long or a lone surrogate: the same rules the state machine enforces.
-  encodeKey(key, limits);
+  checkKey(key, limits);
   return key;
 }
 

@@ -23,7 +23,7 @@ import { crc32 } from 'node:zlib';
 import { describeBatchProblem, payloadStartOf } from '../raft/batch.js';
 import type { EntryBatch } from '../raft/batch.js';
 import type { HardState } from '../raft/types.js';
-import { transientZeroedBytes } from '../bytes.js';
+import { transientZeroedBytes, utf8ByteLength, writeUtf8 } from '../bytes.js';
 import { StorageError } from '../errors.js';
 
 /** What a WAL record holds. Stored as one byte; values are part of the on-disk format. */
@@ -52,7 +52,6 @@ const segmentMagic = new Uint8Array([0x50, 0x48, 0x4e, 0x54, 0x4d, 0x57, 0x41, 0
 export const entriesHeaderBytes = 16;
 /** Per entry in an entries record: term (8) + end offset (4) + type (1). */
 const entryOverheadBytes = 13;
-const textEncoder = new TextEncoder();
 const textDecoder = new TextDecoder('utf-8', { fatal: true });
 
 /** True on little-endian hosts, where typed arrays already have the on-disk byte order. */
@@ -104,9 +103,8 @@ export class RecordEncoder {
   /** Appends a hard state record. */
   hardState(hardState: HardState): void {
     const start = this.offset;
-    const vote = textEncoder.encode(hardState.vote);
-    const at = this.begin(RecordType.HardState, hardStatePayloadBytes(vote.length));
-    writeHardState(this.view, this.bytes, at, hardState, vote);
+    const at = this.begin(RecordType.HardState, hardStatePayloadBytes(hardState.vote));
+    writeHardState(this.view, this.bytes, at, hardState);
     this.seal(start);
   }
 
@@ -126,14 +124,16 @@ export class RecordEncoder {
   /** Appends a segment header. */
   segmentHeader(header: SegmentHeader): void {
     const start = this.offset;
-    const vote = textEncoder.encode(header.hardState.vote);
-    const at = this.begin(RecordType.SegmentHeader, 40 + hardStatePayloadBytes(vote.length));
+    const at = this.begin(
+      RecordType.SegmentHeader,
+      40 + hardStatePayloadBytes(header.hardState.vote),
+    );
     this.bytes.set(segmentMagic, at);
     this.view.setUint32(at + 8, walFormatVersion, true);
     this.view.setFloat64(at + 16, header.seq, true);
     this.view.setFloat64(at + 24, header.snapshotIndex, true);
     this.view.setFloat64(at + 32, header.snapshotTerm, true);
-    writeHardState(this.view, this.bytes, at + 40, header.hardState, vote);
+    writeHardState(this.view, this.bytes, at + 40, header.hardState);
     this.seal(start);
   }
 
@@ -173,26 +173,20 @@ export class RecordEncoder {
   }
 }
 
-function hardStatePayloadBytes(voteBytes: number): number {
-  return 20 + voteBytes;
+function hardStatePayloadBytes(vote: string): number {
+  return 20 + utf8ByteLength(vote);
 }
 
-function writeHardState(
-  view: DataView,
-  bytes: Uint8Array,
-  at: number,
-  hardState: HardState,
-  vote: Uint8Array,
-): void {
+/** The vote is written in place: the record buffer is a pool slice (see RecordEncoder). */
+function writeHardState(view: DataView, bytes: Uint8Array, at: number, hardState: HardState): void {
   view.setFloat64(at, hardState.term, true);
   view.setFloat64(at + 8, hardState.commit, true);
-  view.setUint32(at + 16, vote.length, true);
-  bytes.set(vote, at + 20);
+  view.setUint32(at + 16, writeUtf8(hardState.vote, bytes, at + 20), true);
 }
 
 /** Record bytes of a hard state record. */
 export function hardStateRecordBytes(hardState: HardState): number {
-  return recordBytesOf(hardStatePayloadBytes(textEncoder.encode(hardState.vote).length));
+  return recordBytesOf(hardStatePayloadBytes(hardState.vote));
 }
 
 /** Record bytes of a snapshot mark or install record. */
@@ -200,7 +194,7 @@ export const snapshotRecordBytes = recordBytesOf(16);
 
 /** Record bytes of a segment header. */
 export function segmentHeaderBytes(hardState: HardState): number {
-  return recordBytesOf(40 + hardStatePayloadBytes(textEncoder.encode(hardState.vote).length));
+  return recordBytesOf(40 + hardStatePayloadBytes(hardState.vote));
 }
 
 /** Payload bytes of an entries record of `count` entries and `dataBytes` of payloads. */

@@ -42,7 +42,13 @@ import type { Logger } from 'pino';
 import { Client, Pool, type Dispatcher } from 'undici';
 import type { ConnectionOptions } from 'node:tls';
 import { composeInterceptors } from '../security/request-signer.js';
-import { lastIndexOf, payloadBytesOf, type EntryBatch } from '../raft/batch.js';
+import { transientBytes } from '../bytes.js';
+import {
+  lastIndexOf,
+  payloadBytesOf,
+  transientEntryArrays,
+  type EntryBatch,
+} from '../raft/batch.js';
 import { resolveTransportLimits, type TransportLimits } from '../config.js';
 import { BadRequestError, PhantomError, ShutdownError } from '../errors.js';
 import type { AppendRequest, Message, NodeId, SnapshotRequest } from '../raft/types.js';
@@ -646,10 +652,9 @@ export function mergeAppends(chain: readonly AppendRequest[]): AppendRequest {
   if (appendsWithEntries <= 1) {
     return { ...first, entries: withEntries?.entries ?? first.entries, commit };
   }
-  const terms = new Float64Array(count);
-  const types = new Uint8Array(count);
-  const ends = new Uint32Array(count);
-  const data = new Uint8Array(dataBytes);
+  // Lives until the merged request is encoded and answered.
+  const { terms, types, ends } = transientEntryArrays(count);
+  const data = transientBytes(dataBytes);
   let at = 0;
   let base = 0;
   for (const { entries } of chain) {

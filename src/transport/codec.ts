@@ -22,6 +22,7 @@
  * ```
  */
 import { Decoder, Encoder } from 'cbor-x';
+import { transientBytes } from '../bytes.js';
 import { BadRequestError } from '../errors.js';
 import { describeBatchProblem, type EntryBatch } from '../raft/batch.js';
 import type {
@@ -670,35 +671,35 @@ function packedArraysOf(
 ): { terms: Float64Array; ends: Uint32Array } {
   if (isLittleEndian && termBytes.byteOffset % 8 !== 0 && endBytes.byteOffset % 4 !== 0) {
     // Allocating a typed array costs more than copying a small batch's bytes: allocate once.
-    const copy = new Uint8Array(count * 12);
+    const copy = transientBytes(count * 12);
     copy.set(termBytes, 0);
     copy.set(endBytes, count * 8);
     return {
-      terms: new Float64Array(copy.buffer, 0, count),
-      ends: new Uint32Array(copy.buffer, count * 8, count),
+      terms: new Float64Array(copy.buffer, copy.byteOffset, count),
+      ends: new Uint32Array(copy.buffer, copy.byteOffset + count * 8, count),
     };
   }
   return { terms: float64ArrayOf(termBytes), ends: uint32ArrayOf(endBytes) };
 }
 
-/** A Float64Array over `bytes` without copying when they are 8-aligned, else over a copy. */
+/** A Float64Array over `bytes` without copying when they are 8-aligned, else over a short-lived copy. */
 export function float64ArrayOf(bytes: Uint8Array): Float64Array {
   const count = bytes.length >>> 3;
   if (!isLittleEndian) return new Float64Array(swapBytes(bytes, 8).buffer, 0, count);
   if (bytes.byteOffset % 8 === 0) return new Float64Array(bytes.buffer, bytes.byteOffset, count);
-  const copy = new Float64Array(count);
-  new Uint8Array(copy.buffer).set(bytes);
-  return copy;
+  const copy = transientBytes(bytes.length);
+  copy.set(bytes);
+  return new Float64Array(copy.buffer, copy.byteOffset, count);
 }
 
-/** A Uint32Array over `bytes` without copying when they are 4-aligned, else over a copy. */
+/** A Uint32Array over `bytes` without copying when they are 4-aligned, else over a short-lived copy. */
 export function uint32ArrayOf(bytes: Uint8Array): Uint32Array {
   const count = bytes.length >>> 2;
   if (!isLittleEndian) return new Uint32Array(swapBytes(bytes, 4).buffer, 0, count);
   if (bytes.byteOffset % 4 === 0) return new Uint32Array(bytes.buffer, bytes.byteOffset, count);
-  const copy = new Uint32Array(count);
-  new Uint8Array(copy.buffer).set(bytes);
-  return copy;
+  const copy = transientBytes(bytes.length);
+  copy.set(bytes);
+  return new Uint32Array(copy.buffer, copy.byteOffset, count);
 }
 
 function snapshotMetaOf(value: unknown, where: string): SnapshotMeta {
