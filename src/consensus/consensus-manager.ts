@@ -228,8 +228,13 @@ export class ConsensusManager implements ReplicationHost {
       signerOf('regionSecret', config.regionSecret, 'region') ??
       signerOf('clusterSecret', config.clusterSecret, 'region');
     this.raft = new RaftConsensus(config.nodeId, config.raftNodes, config.raft ?? {});
-    this.raft.registerApplyCommandCallback((command, data, entry) =>
-      this.apply(command, data, entry),
+    // Borrowed: the key-value and region state machines copy what they keep, and apply()
+    // copies for the application's callback.
+    this.raft.registerApplyCommandCallback(
+      (command, data, entry) => this.apply(command, data, entry),
+      {
+        borrowData: true,
+      },
     );
     this.raft.registerSnapshotCallbacks({
       // Only the bootstrap snapshot, inside initialize(): no shutdown can abort it yet.
@@ -559,7 +564,7 @@ export class ConsensusManager implements ReplicationHost {
       }
       default:
         this.kv.skip(index);
-        return this.applyCallback?.(command, data, entry);
+        return this.applyCallback?.(command, typeof data === 'string' ? data : data.slice(), entry);
     }
   }
 

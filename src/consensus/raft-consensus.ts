@@ -317,6 +317,7 @@ export class RaftConsensus {
   private ticker: NodeJS.Timeout | null = null;
 
   private applyCallback: ApplyCommandCallback | null = null;
+  private applyBorrowsData = false;
   private snapshotCallbacks: SnapshotCallbacks | null = null;
   private sendVote: SendRequestVoteCallback | null = null;
   private sendAppend: SendAppendEntriesCallback | null = null;
@@ -498,9 +499,18 @@ export class RaftConsensus {
   // ---------------------------------------------------------------------------------------
   // Callbacks
 
-  /** Registers the state machine: called once per committed command, in log order. */
-  registerApplyCommandCallback(callback: ApplyCommandCallback): void {
+  /**
+   * Registers the state machine: called once per committed command, in log order. Byte data
+   * is the callback's own copy, unless `borrowData` is set: then it is a view of the entry,
+   * valid until the callback returns (a state machine that copies what it keeps saves a copy
+   * per entry; ConsensusManager's does).
+   */
+  registerApplyCommandCallback(
+    callback: ApplyCommandCallback,
+    options: { readonly borrowData?: boolean } = {},
+  ): void {
     this.applyCallback = checkFunction(callback, 'apply callback');
+    this.applyBorrowsData = options.borrowData === true;
   }
 
   /** Registers snapshot support; without it the log is never compacted. */
@@ -1095,7 +1105,7 @@ export class RaftConsensus {
       let failure: Error | null = null;
       if (type === EntryType.Normal) {
         try {
-          const { command, data } = decodeCommand(payload);
+          const { command, data } = decodeCommand(payload, this.applyBorrowsData);
           if (this.applyCallback !== null) {
             result = await this.applyCallback(command, data, { index, term });
           }
@@ -1498,8 +1508,14 @@ export function encodeCommand(command: string, data: string | Uint8Array): Uint8
   return out;
 }
 
-/** Decodes {@link encodeCommand}'s format; throws BadRequestError on a malformed payload. */
-export function decodeCommand(payload: Uint8Array): { command: string; data: string | Uint8Array } {
+/**
+ * Decodes {@link encodeCommand}'s format; throws BadRequestError on a malformed payload. Byte
+ * data is a copy, or with `borrow` a view of `payload`.
+ */
+export function decodeCommand(
+  payload: Uint8Array,
+  borrow = false,
+): { command: string; data: string | Uint8Array } {
   if (payload.length < 3 || payload[0] !== commandVersion) {
     throw new BadRequestError('Cannot decode a command: unknown version or too short');
   }
@@ -1522,7 +1538,10 @@ export function decodeCommand(payload: Uint8Array): { command: string; data: str
   try {
     const command = commandOf(payload, offset, length);
     const rest = payload.subarray(offset + length);
-    return { command, data: (flags & 1) === 1 ? decoder.decode(rest) : rest.slice() };
+    return {
+      command,
+      data: (flags & 1) === 1 ? decoder.decode(rest) : borrow ? rest : rest.slice(),
+    };
   } catch {
     throw new BadRequestError('Cannot decode a command: invalid UTF-8');
   }

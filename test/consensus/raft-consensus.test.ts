@@ -108,6 +108,34 @@ describe('RaftConsensus over the in-process transport', () => {
     }
   });
 
+  it("hands the apply callback its own bytes, or with borrowData a view of the entry's", async () => {
+    const infos = nodeInfos(1);
+    const node = makeNode(new LocalTransport(), infos[0]!, infos);
+    running.push(node);
+    const seen: { borrowed: boolean; data: Uint8Array }[] = [];
+    let borrowed = false;
+    const register = (borrowData: boolean): void => {
+      borrowed = borrowData;
+      node.raft.registerApplyCommandCallback(
+        (_command, data) => void seen.push({ borrowed, data: data as Uint8Array }),
+        { borrowData },
+      );
+    };
+    register(false);
+    await node.raft.initialize();
+    await waitForLeader([node]);
+    await node.raft.submitCommand('PUT', Uint8Array.from([1, 2]));
+    register(true);
+    await node.raft.submitCommand('PUT', Uint8Array.from([3, 4]));
+    expect(seen.map(({ borrowed, data }) => [borrowed, Array.from(data)])).toEqual([
+      [false, [1, 2]],
+      [true, [3, 4]],
+    ]);
+    // A copy has a buffer of its own; a view shares the log slice's (a pool slab here).
+    expect(seen[0]!.data.buffer.byteLength).toBe(2);
+    expect(seen[1]!.data.buffer.byteLength).toBeGreaterThan(2);
+  });
+
   it('serves linearizable reads on the leader only', async () => {
     const { nodes } = await cluster(3);
     const leader = await waitForLeader(nodes);
@@ -761,6 +789,17 @@ describe('command encoding', () => {
         expect(decoded.data).toEqual(data);
       }),
     );
+  });
+
+  it('decodes byte data as a copy, or as a view of the payload when borrowing', () => {
+    const payload = encodeCommand('PUT', Uint8Array.from([4, 5, 6]));
+    const copied = decodeCommand(payload).data as Uint8Array;
+    const borrowed = decodeCommand(payload, true).data as Uint8Array;
+    expect(Array.from(copied)).toEqual([4, 5, 6]);
+    expect(Array.from(borrowed)).toEqual([4, 5, 6]);
+    expect(copied.buffer).not.toBe(payload.buffer);
+    expect(borrowed.buffer).toBe(payload.buffer);
+    expect(borrowed.byteOffset).toBe(payload.byteOffset + payload.length - 3);
   });
 
   it('converts each name exactly in any sequence of names (the last-name caches)', () => {

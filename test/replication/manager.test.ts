@@ -539,6 +539,27 @@ describe('ConsensusManager', () => {
     await new Promise((resolve) => setTimeout(resolve, 20));
   });
 
+  it("gives the application's callback byte data of its own, not a view of the log's", async () => {
+    // ConsensusManager borrows each entry's bytes from RaftConsensus (its key-value state
+    // machine copies what it keeps), so it must copy for the application, which may keep them.
+    const network = new LocalRegionNetwork();
+    const us = await snapshottingRegion(network, {
+      take: () => new Uint8Array(0),
+      restore: () => undefined,
+    });
+    const manager = (await us.leader()).manager;
+    const received: Uint8Array[] = [];
+    manager.registerApplyCommandCallback((_command, data) => {
+      if (typeof data !== 'string') received.push(data);
+    });
+    await manager.put('k', 'v');
+    await manager.submitCommand('BYTES', Uint8Array.from([1, 2, 3]));
+    expect(received).toHaveLength(1);
+    const data = received[0]!;
+    expect(Array.from(data)).toEqual([1, 2, 3]);
+    expect([data.byteOffset, data.buffer.byteLength]).toEqual([0, 3]);
+  });
+
   it('passes application commands to the callback, reserves its own, and snapshots both states', async () => {
     const network = new LocalRegionNetwork();
     const applied: string[] = [];
