@@ -86,7 +86,8 @@ export function payloadBytesOf(batch: EntryBatch): number {
  * a decoded one), as views over one {@link transientBytes} block, not filled. Small typed
  * arrays of their own stay on V8's heap only until something asks for their `buffer`, as the
  * codec does to write them as bytes; V8 then moves each one out with three mallocs, freed by a
- * later scavenge's sweep. That was 10 of the leader's 50 mallocs per write at 1 connection.
+ * later scavenge's sweep: about 17 of the leader's 110 mallocs per write at 1 connection
+ * (bench/README.md, row 23).
  */
 export function transientEntryArrays(count: number): {
   terms: Float64Array;
