@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { transientBytes, utf8ByteLength, writeUtf8 } from '../src/bytes.js';
 import { decodeMessage, encodeMessage } from '../src/transport/codec.js';
 import { mergeAppends } from '../src/transport/client.js';
+import { makeAppend } from './transport/helpers.js';
 import { decodeStampedCommand, encodeStampedCommand } from '../src/kv/versioned-codec.js';
 import { decodeCommand, encodeCommand } from '../src/consensus/raft-consensus.js';
 import { createLog } from '../src/kernel/index.js';
@@ -14,7 +15,6 @@ import {
   transientEntryArrays,
   type EntryBatch,
 } from '../src/raft/batch.js';
-import type { AppendRequest } from '../src/raft/types.js';
 import {
   RecordEncoder,
   RecordType,
@@ -227,21 +227,12 @@ describe('users of transientBytes, given dirty pool memory', () => {
       (log as { dispose?: () => void }).dispose?.();
     }
   });
+
   it('a merged append and a decoded one hold exactly their entries', () => {
-    const append = (batch: EntryBatch): AppendRequest => ({
-      type: 'append',
-      from: 'n1',
-      to: 'n2',
-      term: 2,
-      prevLogIndex: batch.firstIndex - 1,
-      prevLogTerm: 1,
-      entries: batch,
-      commit: 3,
-    });
     const first = batchOf(5, ['a', 'bc']);
     const second = batchOf(7, ['def', 'g', 'hijk']);
     dirtyPool();
-    const merged = mergeAppends([append(first), append(second)]).entries;
+    const merged = mergeAppends([makeAppend(first), makeAppend(second)]).entries;
     expect(merged.terms.byteOffset).toBe(8);
     expect(payloadsOf(merged)).toEqual(['a', 'bc', 'def', 'g', 'hijk']);
     expect(Array.from(merged.terms)).toEqual([1, 1, 1, 1, 1]);
@@ -249,7 +240,7 @@ describe('users of transientBytes, given dirty pool memory', () => {
     expect(merged.data.includes(0xff)).toBe(false);
 
     // Decoding copies terms and ends out of the CBOR body (unaligned there) into pool slices.
-    const decoded = decodeMessage(encodeMessage(append(second)));
+    const decoded = decodeMessage(encodeMessage(makeAppend(second)));
     if (decoded.type !== 'append') throw new Error(`decoded a ${decoded.type}`);
     expect(Array.from(decoded.entries.terms)).toEqual([1, 1, 1]);
     expect(Array.from(decoded.entries.ends)).toEqual([3, 4, 8]);
