@@ -1,20 +1,19 @@
 import { Buffer } from 'node:buffer';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { transientBytes, utf8ByteLength, writeUtf8 } from '../src/bytes.js';
-import { decodeMessage, encodeMessage } from '../src/transport/codec.js';
+import { transientBytes, transientEntryArrays, utf8ByteLength, writeUtf8 } from '../src/bytes.js';
+import {
+  decodeMessage,
+  encodeMessage,
+  float64ArrayOf,
+  uint32ArrayOf,
+} from '../src/transport/codec.js';
 import { mergeAppends } from '../src/transport/client.js';
 import { makeAppend } from './transport/helpers.js';
 import { decodeStampedCommand, encodeStampedCommand } from '../src/kv/versioned-codec.js';
 import { decodeCommand, encodeCommand } from '../src/consensus/raft-consensus.js';
 import { createLog } from '../src/kernel/index.js';
-import {
-  EntryBatchBuilder,
-  EntryType,
-  payloadOf,
-  transientEntryArrays,
-  type EntryBatch,
-} from '../src/raft/batch.js';
+import { EntryBatchBuilder, EntryType, payloadOf, type EntryBatch } from '../src/raft/batch.js';
 import {
   RecordEncoder,
   RecordType,
@@ -228,6 +227,19 @@ describe('users of transientBytes, given dirty pool memory', () => {
     }
   });
 
+  it('float64ArrayOf and uint32ArrayOf copy unaligned bytes exactly', () => {
+    const source = new Uint8Array(1 + 16);
+    const terms = new Float64Array([7, 2 ** 40]);
+    source.set(new Uint8Array(terms.buffer), 1);
+    dirtyPool();
+    const copiedTerms = float64ArrayOf(source.subarray(1));
+    expect(copiedTerms.byteOffset).toBe(8);
+    expect(Array.from(copiedTerms)).toEqual([7, 2 ** 40]);
+    const copiedEnds = uint32ArrayOf(source.subarray(1, 9));
+    expect(copiedEnds.byteOffset).toBe(8);
+    expect(Array.from(copiedEnds)).toEqual(Array.from(new Uint32Array(terms.buffer, 0, 2)));
+  });
+
   it('a merged append and a decoded one hold exactly their entries', () => {
     const first = batchOf(5, ['a', 'bc']);
     const second = batchOf(7, ['def', 'g', 'hijk']);
@@ -239,7 +251,7 @@ describe('users of transientBytes, given dirty pool memory', () => {
     expect(Array.from(merged.ends)).toEqual([1, 3, 6, 7, 11]);
     expect(merged.data.includes(0xff)).toBe(false);
 
-    // Decoding copies terms and ends out of the CBOR body (unaligned there) into pool slices.
+    // Decoding views terms and ends in the body where aligned, else copies them.
     const decoded = decodeMessage(encodeMessage(makeAppend(second)));
     if (decoded.type !== 'append') throw new Error(`decoded a ${decoded.type}`);
     expect(Array.from(decoded.entries.terms)).toEqual([1, 1, 1]);

@@ -337,8 +337,8 @@ export const hlcHeaderBytes = 10;
  */
 export function encodeHlc(ts: HlcTimestamp): Uint8Array {
   checkHlcTimestamp(ts, 'HLC timestamp');
-  // Byte by byte and in place: a DataView, or the node id's own encoding, would each give
-  // this small array (kept on V8's heap) memory of its own, for every write the node stamps.
+  // Byte by byte and in place, for every write the node stamps: a DataView would move this
+  // small array off V8's heap (a malloc), and TextEncoder.encode would make a second one.
   const bytes = new Uint8Array(hlcHeaderBytes + utf8ByteLength(ts.node));
   const high = Math.floor(ts.wallMs / 2 ** 32);
   const low = ts.wallMs % 2 ** 32;

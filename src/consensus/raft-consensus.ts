@@ -501,9 +501,10 @@ export class RaftConsensus {
 
   /**
    * Registers the state machine: called once per committed command, in log order. Byte data
-   * is the callback's own copy, unless `borrowData` is set: then it is a view of the entry,
-   * valid until the callback returns (a state machine that copies what it keeps saves a copy
-   * per entry; ConsensusManager's does).
+   * is the callback's own copy, unless `borrowData` is set: then it is a view of the committed
+   * batch, which a state machine that copies what it keeps reads without a copy per entry
+   * (ConsensusManager's does). A view that is kept, past the callback or its promise, pins
+   * the batch's memory (a pool slab of 8 KiB, or the whole batch's data).
    */
   registerApplyCommandCallback(
     callback: ApplyCommandCallback,

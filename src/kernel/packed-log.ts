@@ -23,9 +23,9 @@
  * This file does no I/O so that `reference.ts`, which the pure Raft core imports, may use it.
  */
 import { assert } from '../assert.js';
-import { transientBytes } from '../bytes.js';
+import { transientBytes, transientEntryArrays } from '../bytes.js';
 import type { EntryBatch } from '../raft/batch.js';
-import { describeBatchProblem, emptyBatch, transientEntryArrays } from '../raft/batch.js';
+import { describeBatchProblem, emptyBatch } from '../raft/batch.js';
 import type { LogStore, MatchResult } from '../raft/types.js';
 import { LogFullError } from './errors.js';
 

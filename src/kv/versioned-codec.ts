@@ -35,7 +35,7 @@
  */
 import { crc32 } from 'node:zlib';
 import { assert } from '../assert.js';
-import { transientBytes } from '../bytes.js';
+import { transientBytes, writeUtf8 } from '../bytes.js';
 import type { KvLimits } from '../config.js';
 import { BadRequestError } from '../errors.js';
 import {
@@ -151,22 +151,10 @@ export class ByteWriter {
   str16(value: string): void {
     // UTF-8 takes at most 3 bytes per UTF-16 unit.
     this.ensure(2 + value.length * 3);
-    let at = this.at + 2;
-    let ascii = true;
-    for (let k = 0; k < value.length; k++) {
-      const unit = value.charCodeAt(k);
-      if (unit >= 0x80) {
-        ascii = false;
-        break;
-      }
-      this.buffer[at++] = unit;
-    }
-    if (!ascii)
-      at = this.at + 2 + utf8.encodeInto(value, this.buffer.subarray(this.at + 2)).written;
-    const length = at - this.at - 2;
+    const length = writeUtf8(value, this.buffer, this.at + 2);
     if (length > 0xffff) throw new RangeError(`Cannot encode key: ${length} bytes`);
     this.view.setUint16(this.at, length, true);
-    this.at = at;
+    this.at += 2 + length;
   }
 
   /** A u8 length and the UTF-8 bytes of an id (at most 255 bytes, checked by the caller). */

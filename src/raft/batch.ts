@@ -15,7 +15,6 @@
  * ```
  */
 import { assert } from '../assert.js';
-import { transientBytes } from '../bytes.js';
 
 /** What an entry carries. Stored as one byte per entry. */
 export const EntryType = {
@@ -79,29 +78,6 @@ export function payloadOf(batch: EntryBatch, k: number): Uint8Array {
 /** Payload bytes the batch carries. */
 export function payloadBytesOf(batch: EntryBatch): number {
   return batch.count === 0 ? 0 : batch.ends[batch.count - 1]!;
-}
-
-/**
- * The per-entry arrays of a short-lived batch of `count` entries (a log slice, a merged append,
- * a decoded one), as views over one {@link transientBytes} block, not filled. Small typed
- * arrays of their own stay on V8's heap only until something asks for their `buffer`, as the
- * codec does to write them as bytes; V8 then moves each one out with three mallocs, freed by a
- * later scavenge's sweep: about 17 of the leader's 110 mallocs per write at 1 connection
- * (bench/README.md, row 23).
- */
-export function transientEntryArrays(count: number): {
-  terms: Float64Array;
-  types: Uint8Array;
-  ends: Uint32Array;
-} {
-  const block = transientBytes(count * 13);
-  const { buffer, byteOffset } = block;
-  // Node starts every pool slice on a multiple of 8, so the terms can start the block.
-  return {
-    terms: new Float64Array(buffer, byteOffset, count),
-    ends: new Uint32Array(buffer, byteOffset + count * 8, count),
-    types: new Uint8Array(buffer, byteOffset + count * 12, count),
-  };
 }
 
 /**

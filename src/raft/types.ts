@@ -238,8 +238,9 @@ export interface LogStore {
   reset(index: number, term: number): void;
   /**
    * Entries `from .. to - 1` copied out as a batch, stopping early past `maxBytes` (>= 1 entry).
-   * A small batch's `data` is a slice of Node's Buffer pool (src/bytes.ts): it is meant to be
-   * written, sent or applied and dropped; copy what you keep.
+   * A small batch's `data`, and its `terms`, `types` and `ends`, are slices of Node's Buffer
+   * pool (src/bytes.ts): it is meant to be written, sent or applied and dropped; copy what
+   * you keep.
    */
   slice(from: number, to: number, maxBytes: number): EntryBatch;
   /** Payload bytes held. */

@@ -55,6 +55,9 @@ export interface StorageFs {
 const inlineWriteBytesMax = 256 * 1024;
 
 class NodeFile implements StorageFile {
+  /** Syncs under way through the callback API, which FileHandle.close() does not wait for. */
+  private readonly syncing = new Set<Promise<void>>();
+
   constructor(private readonly handle: FileHandle) {}
 
   async write(chunks: readonly Uint8Array[], position: number): Promise<number> {
@@ -81,11 +84,17 @@ class NodeFile implements StorageFile {
     }
     // The callback form on the handle's descriptor: FileHandle.datasync() allocates a stats
     // array outside V8's heap for every call (three mallocs), though fdatasync returns none.
-    // The storage awaits every sync before it closes a file, so the descriptor stays valid.
+    // close() waits for it, so the descriptor is never closed (and reused) under it.
     const fd = this.handle.fd;
-    await new Promise<void>((resolve, reject) => {
+    const synced = new Promise<void>((resolve, reject) => {
       fdatasync(fd, (error) => (error === null ? resolve() : reject(error)));
     });
+    this.syncing.add(synced);
+    try {
+      await synced;
+    } finally {
+      this.syncing.delete(synced);
+    }
   }
 
   sync(): Promise<void> {
@@ -96,8 +105,9 @@ class NodeFile implements StorageFile {
     return this.handle.truncate(size);
   }
 
-  close(): Promise<void> {
-    return this.handle.close();
+  async close(): Promise<void> {
+    await Promise.allSettled(this.syncing);
+    await this.handle.close();
   }
 }
 

@@ -42,13 +42,8 @@ import type { Logger } from 'pino';
 import { Client, Pool, type Dispatcher } from 'undici';
 import type { ConnectionOptions } from 'node:tls';
 import { composeInterceptors } from '../security/request-signer.js';
-import { transientBytes } from '../bytes.js';
-import {
-  lastIndexOf,
-  payloadBytesOf,
-  transientEntryArrays,
-  type EntryBatch,
-} from '../raft/batch.js';
+import { transientBytes, transientEntryArrays } from '../bytes.js';
+import { lastIndexOf, payloadBytesOf, type EntryBatch } from '../raft/batch.js';
 import { resolveTransportLimits, type TransportLimits } from '../config.js';
 import { BadRequestError, PhantomError, ShutdownError } from '../errors.js';
 import type { AppendRequest, Message, NodeId, SnapshotRequest } from '../raft/types.js';
@@ -287,6 +282,7 @@ export class HttpPeerTransport {
 
   private createLink(id: NodeId, url: string, parsed: URL): PeerLink {
     const common = {
+      // For undici's own connector (TLS, https:); pooledReadConnector takes it as an argument.
       connectTimeout: this.limits.connectTimeoutMs,
       maxResponseSize: this.limits.messageBodyBytesMax,
       connect:

@@ -552,7 +552,11 @@ describe('ConsensusManager', () => {
     manager.registerApplyCommandCallback((_command, data) => {
       if (typeof data !== 'string') received.push(data);
     });
-    await manager.put('k', 'v');
+    await manager.put('k', 'value');
+    // The key-value state machine reads borrowed bytes too, and must keep a copy of its own.
+    const stored = manager.get('k')!;
+    expect(new TextDecoder().decode(stored)).toBe('value');
+    expect([stored.byteOffset, stored.buffer.byteLength]).toEqual([0, 5]);
     await manager.submitCommand('BYTES', Uint8Array.from([1, 2, 3]));
     expect(received).toHaveLength(1);
     const data = received[0]!;

@@ -56,6 +56,16 @@ describe('nodeFs', () => {
       expect(await readFile(path)).toEqual(Buffer.from(filled(100, blocking ? 1 : 2)));
     }
     await file.close();
+    // A device that cannot sync: the system call itself fails (EINVAL), on the calling thread
+    // and in the pool's callback alike.
+    const device = await nodeFs.open('/dev/null', 'readWrite');
+    for (const blocking of [true, false]) {
+      const error = (await device
+        .datasync(blocking)
+        .catch((caught: unknown) => caught)) as NodeJS.ErrnoException;
+      expect(error.code).toBe('EINVAL');
+    }
+    await device.close();
     // A closed handle's descriptor is -1: Node 20 refuses it before the system call
     // (ERR_OUT_OF_RANGE; EBADF if a version lets it through). Either way it is a rejection.
     for (const blocking of [true, false]) {

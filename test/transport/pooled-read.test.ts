@@ -59,6 +59,26 @@ async function get(dispatcher: Client, path: string): Promise<Buffer> {
 }
 
 describe('pooledReadConnector', () => {
+  it("hands undici copies from Node's Buffer pool, not buffers of their own per read", async () => {
+    // Node's own reads give each chunk memory of its own, sized to what came; a pooled copy
+    // shares an 8 KiB slab with others.
+    for (const [connect, pooled] of [
+      [pooledReadConnector(1_000), true],
+      [undefined, false],
+    ] as const) {
+      const dispatcher = new Client(origin, connect === undefined ? {} : { connect });
+      try {
+        const response = await dispatcher.request({ path: '/', method: 'POST', body: 'x' });
+        const chunks: Buffer[] = [];
+        for await (const chunk of response.body) chunks.push(chunk as Buffer);
+        expect(Buffer.concat(chunks).toString()).toBe('echo x');
+        expect(chunks.every((chunk) => chunk.buffer.byteLength === Buffer.poolSize)).toBe(pooled);
+      } finally {
+        await dispatcher.close();
+      }
+    }
+  });
+
   it('delivers a megabyte read in many pieces, from two connections at once, intact', async () => {
     const clients = [client(), client()];
     try {
