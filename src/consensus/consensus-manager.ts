@@ -232,9 +232,7 @@ export class ConsensusManager implements ReplicationHost {
     // copies for the application's callback.
     this.raft.registerApplyCommandCallback(
       (command, data, entry) => this.apply(command, data, entry),
-      {
-        borrowData: true,
-      },
+      { borrowData: true },
     );
     this.raft.registerSnapshotCallbacks({
       // Only the bootstrap snapshot, inside initialize(): no shutdown can abort it yet.

@@ -286,11 +286,10 @@ export class HttpPeerTransport {
       connectTimeout: this.limits.connectTimeoutMs,
       maxResponseSize: this.limits.messageBodyBytesMax,
       connect:
-        this.tls !== undefined
-          ? this.tls
-          : parsed.protocol === 'http:'
-            ? pooledReadConnector(this.limits.connectTimeoutMs)
-            : undefined,
+        this.tls ??
+        (parsed.protocol === 'http:'
+          ? pooledReadConnector(this.limits.connectTimeoutMs)
+          : undefined),
     };
     return {
       id,

@@ -682,7 +682,10 @@ function packedArraysOf(
   return { terms: float64ArrayOf(termBytes), ends: uint32ArrayOf(endBytes) };
 }
 
-/** A Float64Array over `bytes` without copying when they are 8-aligned, else over a short-lived copy. */
+/**
+ * A Float64Array over `bytes` without copying when they are 8-aligned, else over a short-lived
+ * copy (a pool slice).
+ */
 export function float64ArrayOf(bytes: Uint8Array): Float64Array {
   const count = bytes.length >>> 3;
   if (!isLittleEndian) return new Float64Array(swapBytes(bytes, 8).buffer, 0, count);
@@ -692,7 +695,10 @@ export function float64ArrayOf(bytes: Uint8Array): Float64Array {
   return new Float64Array(copy.buffer, copy.byteOffset, count);
 }
 
-/** A Uint32Array over `bytes` without copying when they are 4-aligned, else over a short-lived copy. */
+/**
+ * A Uint32Array over `bytes` without copying when they are 4-aligned, else over a short-lived
+ * copy (a pool slice).
+ */
 export function uint32ArrayOf(bytes: Uint8Array): Uint32Array {
   const count = bytes.length >>> 2;
   if (!isLittleEndian) return new Uint32Array(swapBytes(bytes, 4).buffer, 0, count);
